@@ -1,0 +1,326 @@
+"""Compiled decode of link, network and transport headers into packet columns.
+
+For every packet of a batch the decoder finds the network header behind the link
+layer (Ethernet with 802.1Q/QinQ tags, LLC/SNAP, PPPoE and MPLS; raw IP; Linux
+cooked SLL and SLL2; BSD loopback; PPP; Cisco HDLC), then reads the outermost IPv4
+or IPv6 header (IPv4 options and IPv6 extension headers are walked) and the first
+bytes of the transport header, as far as the captured bytes go.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+# Transport protocols whose first four bytes are source and destination ports.
+_PORT_PROTOCOLS = (6, 17, 33, 132, 136)
+# BSD loopback address families meaning IPv4 and IPv6 (Linux, Windows, BSDs, macOS).
+_AF_INET = 2
+_AF_INET6 = (10, 23, 24, 28, 30)
+# Bounds on header chains, so that no packet can make the decoder loop long.
+_MAX_LINK_HEADERS = 16
+_MAX_IPV6_EXTENSIONS = 32
+
+
+@numba.njit(cache=True, inline="always")
+def _be16(data, pos):
+    return (np.int64(data[pos]) << 8) | np.int64(data[pos + 1])
+
+
+@numba.njit(cache=True, inline="always")
+def _be32(data, pos):
+    return (
+        (np.int64(data[pos]) << 24)
+        | (np.int64(data[pos + 1]) << 16)
+        | (np.int64(data[pos + 2]) << 8)
+        | np.int64(data[pos + 3])
+    )
+
+
+@numba.njit(cache=True)
+def _follow_ethertype(data, start, caplen, ethertype, pos):
+    """Follows VLAN tags, LLC/SNAP, PPPoE sessions and MPLS labels from an
+    ethertype at packet offset ``pos``; returns (network offset or -1, vlan id)."""
+    vlan_id = 0
+    tagged = False
+    for _ in range(_MAX_LINK_HEADERS):
+        if ethertype == ETHERTYPE_IPV4 or ethertype == ETHERTYPE_IPV6:
+            return pos, vlan_id
+        if (
+            ethertype == 0x8100
+            or ethertype == 0x88A8
+            or ethertype == 0x9100
+            or ethertype == 0x9200
+        ):
+            if pos + 4 > caplen:
+                return -1, vlan_id
+            if not tagged:
+                vlan_id = _be16(data, start + pos) & 0xFFF
+                tagged = True
+            ethertype = _be16(data, start + pos + 2)
+            pos += 4
+        elif ethertype == 0x8864:  # PPPoE session: 6-byte header, PPP protocol
+            if pos + 8 > caplen:
+                return -1, vlan_id
+            ppp_protocol = _be16(data, start + pos + 6)
+            pos += 8
+            if ppp_protocol == 0x0021:
+                ethertype = ETHERTYPE_IPV4
+            elif ppp_protocol == 0x0057:
+                ethertype = ETHERTYPE_IPV6
+            else:
+                return -1, vlan_id
+        elif ethertype == 0x8847 or ethertype == 0x8848:  # MPLS label stack
+            bottom = False
+            for _ in range(_MAX_LINK_HEADERS):
+                if pos + 4 > caplen:
+                    return -1, vlan_id
+                bottom = (data[start + pos + 2] & 1) == 1
+                pos += 4
+                if bottom:
+                    break
+            if not bottom or pos >= caplen:
+                return -1, vlan_id
+            version = data[start + pos] >> 4
+            if version == 4:
+                ethertype = ETHERTYPE_IPV4
+            elif version == 6:
+                ethertype = ETHERTYPE_IPV6
+            else:
+                return -1, vlan_id
+        elif ethertype <= 1500:  # 802.3 length: LLC, IP only behind SNAP
+            if (
+                pos + 8 <= caplen
+                and data[start + pos] == 0xAA
+                and data[start + pos + 1] == 0xAA
+                and data[start + pos + 2] == 0x03
+            ):
+                ethertype = _be16(data, start + pos + 6)
+                pos += 8
+            else:
+                return -1, vlan_id
+        else:
+            return -1, vlan_id
+    return -1, vlan_id
+
+
+@numba.njit(cache=True)
+def _ppp_network(data, start, caplen, pos):
+    """Network offset behind a PPP header at ``pos`` (address/control optional,
+    protocol field possibly compressed to one byte), or -1."""
+    if pos + 2 <= caplen and data[start + pos] == 0xFF and data[start + pos + 1] == 3:
+        pos += 2
+    if pos >= caplen:
+        return -1
+    if data[start + pos] & 1:
+        protocol = np.int64(data[start + pos])
+        pos += 1
+    else:
+        if pos + 2 > caplen:
+            return -1
+        protocol = _be16(data, start + pos)
+        pos += 2
+    if protocol == 0x21 or protocol == 0x57:
+        return pos
+    return -1
+
+
+@numba.njit(cache=True)
+def find_network(data, start, caplen, link_type):
+    """Offset of the network header in one packet, and its outermost VLAN id.
+
+    Returns (offset or -1, vlan id); the offset is relative to the packet start.
+    """
+    if link_type == 1:  # Ethernet
+        if caplen < 14:
+            return -1, 0
+        return _follow_ethertype(data, start, caplen, _be16(data, start + 12), 14)
+    if link_type == 101 or link_type == 228 or link_type == 229:
+        return 0, 0
+    if link_type == 12 or link_type == 14:
+        return 0, 0
+    if link_type == 113:  # Linux cooked capture v1
+        if caplen < 16:
+            return -1, 0
+        return _follow_ethertype(data, start, caplen, _be16(data, start + 14), 16)
+    if link_type == 276:  # Linux cooked capture v2
+        if caplen < 20:
+            return -1, 0
+        return _follow_ethertype(data, start, caplen, _be16(data, start + 0), 20)
+    if link_type == 0 or link_type == 108:  # BSD loopback
+        if caplen < 4:
+            return -1, 0
+        family = (
+            np.int64(data[start])
+            | (np.int64(data[start + 1]) << 8)
+            | (np.int64(data[start + 2]) << 16)
+            | (np.int64(data[start + 3]) << 24)
+        )
+        if (family & 0xFFFF0000) != 0 and (family & 0xFFFF) == 0:
+            family = (
+                ((family >> 24) & 0xFF)
+                | ((family >> 8) & 0xFF00)
+                | ((family << 8) & 0xFF0000)
+                | ((family << 24) & 0xFF000000)
+            )
+        if family == _AF_INET:
+            return 4, 0
+        for inet6 in _AF_INET6:
+            if family == inet6:
+                return 4, 0
+        return -1, 0
+    if link_type == 9 or link_type == 50:  # PPP, PPP in HDLC framing
+        if caplen >= 4 and (data[start] == 0x0F or data[start] == 0x8F):
+            return _follow_ethertype(data, start, caplen, _be16(data, start + 2), 4)
+        return _ppp_network(data, start, caplen, 0), 0
+    if link_type == 104:  # Cisco HDLC
+        if caplen < 4:
+            return -1, 0
+        return _follow_ethertype(data, start, caplen, _be16(data, start + 2), 4)
+    return -1, 0
+
+
+@numba.njit(cache=True)
+def decode_packets(
+    data,
+    data_start,
+    caplen,
+    link_type,
+    vlan_id,
+    net_offset,
+    ip_version,
+    src_addr,
+    dst_addr,
+    protocol,
+    l4_offset,
+    src_port,
+    dst_port,
+    tcp_flags,
+    ip_id,
+    frag_offset,
+    more_fragments,
+    is_fragment,
+):
+    """Fills the decoded columns of every packet (see ``PacketBatch``)."""
+    for i in range(data_start.shape[0]):
+        start = data_start[i]
+        cap = np.int64(caplen[i])
+        src_addr[i, :] = 0
+        dst_addr[i, :] = 0
+        ip_version[i] = 0
+        protocol[i] = 0
+        l4_offset[i] = -1
+        src_port[i] = 0
+        dst_port[i] = 0
+        tcp_flags[i] = 0
+        ip_id[i] = 0
+        frag_offset[i] = 0
+        more_fragments[i] = False
+        is_fragment[i] = False
+
+        net, vlan = find_network(data, start, cap, link_type[i])
+        vlan_id[i] = vlan
+        net_offset[i] = -1
+        if net < 0 or net >= cap:
+            continue
+        version = data[start + net] >> 4
+        transport = -1
+        end = cap
+        if version == 4:
+            if cap - net < 20:
+                continue
+            ip = start + net
+            header_len = np.int64(data[ip] & 0x0F) * 4
+            total_len = _be16(data, ip + 2)
+            flags_offset = _be16(data, ip + 6)
+            for k in range(4):
+                src_addr[i, 12 + k] = data[ip + 12 + k]
+                dst_addr[i, 12 + k] = data[ip + 16 + k]
+            src_addr[i, 10] = 0xFF
+            src_addr[i, 11] = 0xFF
+            dst_addr[i, 10] = 0xFF
+            dst_addr[i, 11] = 0xFF
+            ip_version[i] = 4
+            net_offset[i] = net
+            protocol[i] = data[ip + 9]
+            ip_id[i] = _be16(data, ip + 4)
+            offset_bytes = (flags_offset & 0x1FFF) * 8
+            more = (flags_offset & 0x2000) != 0
+            frag_offset[i] = offset_bytes
+            more_fragments[i] = more
+            is_fragment[i] = more or offset_bytes != 0
+            if header_len < 20:
+                continue
+            if total_len != 0:
+                if total_len < header_len:
+                    continue
+                end = min(cap, net + total_len)
+            if offset_bytes == 0:
+                transport = net + header_len
+        elif version == 6:
+            if cap - net < 40:
+                continue
+            ip = start + net
+            for k in range(16):
+                src_addr[i, k] = data[ip + 8 + k]
+                dst_addr[i, k] = data[ip + 24 + k]
+            ip_version[i] = 6
+            net_offset[i] = net
+            payload_len = _be16(data, ip + 4)
+            if payload_len != 0:
+                end = min(cap, net + 40 + payload_len)
+            next_header = np.int64(data[ip + 6])
+            pos = net + 40
+            complete = True
+            for _ in range(_MAX_IPV6_EXTENSIONS):
+                if next_header == 0 or next_header == 43 or next_header == 60:
+                    if pos + 2 > end:
+                        complete = False
+                        break
+                    following = np.int64(data[start + pos])
+                    pos += (np.int64(data[start + pos + 1]) + 1) * 8
+                    next_header = following
+                elif next_header == 51:  # authentication header
+                    if pos + 2 > end:
+                        complete = False
+                        break
+                    following = np.int64(data[start + pos])
+                    pos += (np.int64(data[start + pos + 1]) + 2) * 4
+                    next_header = following
+                elif next_header == 44:  # fragment header
+                    if pos + 8 > end:
+                        complete = False
+                        break
+                    fragment = _be16(data, start + pos + 2)
+                    is_fragment[i] = True
+                    frag_offset[i] = fragment & 0xFFF8
+                    more_fragments[i] = (fragment & 1) != 0
+                    ip_id[i] = _be32(data, start + pos + 4)
+                    next_header = np.int64(data[start + pos])
+                    pos += 8
+                    if (fragment & 0xFFF8) != 0:
+                        complete = False
+                        break
+                else:
+                    break
+            protocol[i] = next_header
+            if complete:
+                transport = pos
+        else:
+            continue
+
+        if transport < 0 or transport >= end:
+            continue
+        l4_offset[i] = transport
+        proto = protocol[i]
+        is_port_protocol = False
+        for port_protocol in _PORT_PROTOCOLS:
+            if proto == port_protocol:
+                is_port_protocol = True
+        if is_port_protocol and transport + 4 <= end:
+            src_port[i] = _be16(data, start + transport)
+            dst_port[i] = _be16(data, start + transport + 2)
+        if proto == 6 and transport + 14 <= end:
+            tcp_flags[i] = data[start + transport + 13]

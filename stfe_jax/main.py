@@ -1,0 +1,340 @@
+"""The jobs behind ``run.py``: captures -> store -> labels -> split -> train -> report.
+
+Each job is a plain function of a ``JobOptions`` so that tests reach every line that
+the command line reaches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import glob
+import json
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+
+MODEL_NAMES = ("mlp", "cnn", "lstm", "cnn_lstm")
+
+
+@dataclasses.dataclass
+class JobOptions:
+    """What one run of ``run.py`` was asked to do (see run.py's flags)."""
+
+    mode: str = "train"
+    model: str = "cnn_lstm"
+    captures: Sequence[str] = ()
+    labels: Sequence[str] = ()
+    store: str | None = None
+    workdir: str | None = None
+    overrides: Sequence[str] = ()
+    tiny: bool = False
+    resume: bool = False
+    synthetic_scale: float = 1.0
+    synthetic_seed: int = 0
+    day: str | None = None
+    checkpoint: str | None = None
+    interface: str | None = None
+    capture_filter: str | None = None
+    threshold: float | None = None
+    explain: int = 0
+
+
+def run(flag_values) -> None:
+    """Runs the job that ``run.py``'s parsed flags describe."""
+    options = JobOptions(
+        mode=flag_values.mode,
+        model=flag_values.model,
+        captures=list(flag_values.captures),
+        labels=list(flag_values.labels),
+        store=flag_values.store,
+        workdir=flag_values.workdir,
+        overrides=list(flag_values.set),
+        tiny=flag_values.tiny,
+        resume=flag_values.resume,
+        synthetic_scale=flag_values.synthetic_scale,
+        synthetic_seed=flag_values.synthetic_seed,
+        day=flag_values.day,
+        checkpoint=flag_values.checkpoint,
+        interface=flag_values.interface,
+        capture_filter=flag_values.capture_filter,
+        threshold=flag_values.threshold,
+        explain=flag_values.explain,
+    )
+    if options.mode == "train":
+        train_job(options)
+    elif options.mode == "preprocess":
+        preprocess_job(options)
+    elif options.mode == "detect":
+        from stfe_jax.detect import job as detect_job
+
+        detect_job.run(options)
+    elif options.mode == "fetch":
+        fetch_job(options)
+    else:
+        raise ValueError(f"unknown mode {options.mode!r}")
+
+
+def expand_captures(patterns: Sequence[str]) -> list[str]:
+    """Capture paths from file names and globs, sorted, each pattern required to match.
+
+    Raises:
+      FileNotFoundError: a pattern that names no existing file.
+    """
+    paths = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True))
+        matches = [m for m in matches if os.path.isfile(m)]
+        if not matches:
+            raise FileNotFoundError(f"--captures {pattern!r} matches no file")
+        paths.extend(matches)
+    return sorted(dict.fromkeys(os.path.abspath(p) for p in paths))
+
+
+def model_names(model: str) -> list[str]:
+    """The models that ``--model`` names: one of MODEL_NAMES, or all four."""
+    if model == "all":
+        return list(MODEL_NAMES)
+    if model not in MODEL_NAMES:
+        raise ValueError(f"--model={model!r}: expected one of {MODEL_NAMES} or 'all'")
+    return [model]
+
+
+def load_config(model: str, options: JobOptions):
+    """The config of one model with the job's overrides applied."""
+    from stfe_jax import configs
+
+    config = configs.get_config(model, tiny=options.tiny)
+    configs.apply_overrides(config, list(options.overrides))
+    return config
+
+
+def default_workdir(options: JobOptions) -> pathlib.Path:
+    """``runs/<UTC time>-<model>`` below the current directory."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    return pathlib.Path("runs") / f"{stamp}-{options.model}"
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A store with a label and split for every flow, ready to train on."""
+
+    store: object
+    dataset: object
+    title: str
+    synthetic: bool
+    label_report: dict
+    duplicate_share: float
+
+
+def _synthetic_inputs(options: JobOptions, workdir: pathlib.Path):
+    from stfe_jax.synth import mawi_day
+
+    logging.info(
+        "No --captures given: generating the built-in MAWI-like day. It is SYNTHETIC "
+        "traffic made by stfe_jax.synth, a pipeline check, never evidence."
+    )
+    day = mawi_day.generate_day(
+        workdir / "synthetic_day",
+        seed=options.synthetic_seed,
+        scale=options.synthetic_scale,
+    )
+    return [str(day.capture_path)], [str(p) for p in day.label_paths]
+
+
+def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> PreparedData:
+    """Builds (or opens) the store, labels every flow and assigns the split."""
+    from stfe_jax import labels as labels_lib
+    from stfe_jax import store as store_lib
+    from stfe_jax.store import splits
+    from stfe_jax.train import Dataset
+
+    synthetic = False
+    if options.store:
+        store = store_lib.Store.open(options.store)
+        label_paths = list(options.labels)
+    else:
+        if options.captures:
+            captures = expand_captures(options.captures)
+            label_paths = list(options.labels)
+        else:
+            synthetic = True
+            captures, label_paths = _synthetic_inputs(options, workdir)
+        started = time.perf_counter()
+        store = store_lib.build_store(captures, workdir / "store", config.flows)
+        logging.info(
+            "Store of %d flows from %d captures built in %.1f s",
+            store.num_flows,
+            len(captures),
+            time.perf_counter() - started,
+        )
+    if not label_paths:
+        raise ValueError(
+            "no label files: pass --labels (MAWILab CSV/XML, a flow CSV, or a CSV "
+            "mapping capture files to classes)"
+        )
+
+    meta = {name: store.column(name)[:] for name in _FLOW_META_COLUMNS}
+    labelled = labels_lib.label_flows(meta, store.captures, label_paths, config.labels)
+    class_id = np.asarray(labelled.class_id, dtype=np.int32)
+    store.write_side_array("class_id", class_id)
+    store.write_side_json(
+        "labels",
+        {"class_names": list(labelled.class_names), "report": labelled.report},
+    )
+
+    split = splits.assign_split(
+        meta["start_ns"],
+        meta["capture_index"],
+        policy=config.split.policy,
+        seed=config.split.seed,
+        fractions=tuple(config.split.fractions),
+    )
+    split = np.where(class_id < 0, -1, split).astype(np.int8)
+    store.write_side_array("split", split)
+    train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in (0, 1, 2))
+    packets = store.column("packets")
+    duplicate_share = float(splits.duplicate_share(packets, train_idx, test_idx))
+    _log_dataset(labelled.class_names, class_id, split, duplicate_share)
+
+    arrays = {name: store.column(name) for name in _SAMPLE_AND_FLOW_COLUMNS}
+    dataset = Dataset(
+        arrays=arrays,
+        labels=class_id,
+        class_names=list(labelled.class_names),
+        train_idx=train_idx,
+        val_idx=val_idx,
+        test_idx=test_idx,
+    )
+    title = (
+        "SYNTHETIC MAWI-like day (pipeline check, not evidence)"
+        if synthetic
+        else "Captures: "
+        + ", ".join(os.path.basename(p) for p in store.captures[:3])
+        + (f" and {len(store.captures) - 3} more" if len(store.captures) > 3 else "")
+    )
+    return PreparedData(
+        store=store,
+        dataset=dataset,
+        title=title,
+        synthetic=synthetic,
+        label_report=labelled.report,
+        duplicate_share=duplicate_share,
+    )
+
+
+_FLOW_META_COLUMNS = (
+    "start_ns",
+    "end_ns",
+    "protocol",
+    "src_addr",
+    "dst_addr",
+    "src_port",
+    "dst_port",
+    "capture_index",
+)
+_SAMPLE_AND_FLOW_COLUMNS = (
+    "packets",
+    "packet_caplen",
+    "direction",
+    "iat_s",
+    "n_packets",
+    "start_ns",
+    "end_ns",
+    "protocol",
+    "packet_count",
+    "byte_count",
+    "fwd_packet_count",
+    "tcp_flags_seen",
+)
+
+
+def _log_dataset(class_names, class_id, split, duplicate_share) -> None:
+    for s, name in enumerate(("train", "validation", "test")):
+        in_split = class_id[split == s]
+        counts = {
+            class_names[c]: int(np.sum(in_split == c)) for c in range(len(class_names))
+        }
+        logging.info("%s split: %d flows %s", name, in_split.size, counts)
+    logging.info(
+        "Share of test tensors byte-identical to a training tensor: %.1f%%",
+        100.0 * duplicate_share,
+    )
+
+
+def train_job(options: JobOptions) -> dict:
+    """Trains and evaluates the models ``options.model`` names; returns their results.
+
+    Writes, below the workdir: ``store/`` (unless --store), one folder per model with
+    ``report.json``, ``report.md``, ``config.json``, plots and checkpoints, and with
+    several models ``comparison.md`` / ``comparison.json``.
+    """
+    from stfe_jax.evaluate import report
+    from stfe_jax.train import train_and_evaluate
+
+    names = model_names(options.model)
+    workdir = (
+        pathlib.Path(options.workdir) if options.workdir else default_workdir(options)
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    logging.info("Workdir: %s", workdir.resolve())
+
+    base_config = load_config(names[0], options)
+    data = prepare_data(options, base_config, workdir)
+
+    results = {}
+    for name in names:
+        config = load_config(name, options)
+        model_dir = workdir / name if len(names) > 1 else workdir
+        logging.info("Training %s", name)
+        result = train_and_evaluate(
+            config, data.dataset, model_dir, resume=options.resume
+        )
+        result["dataset"] = {
+            **result.get("dataset", {}),
+            "title": data.title,
+            "synthetic": data.synthetic,
+            "store": str(getattr(data.store, "path", "")),
+            "captures": len(data.store.captures),
+            "duplicate_share": data.duplicate_share,
+            "label_report": data.label_report,
+            "split_policy": config.split.policy,
+        }
+        report.write_model_report(model_dir, result, config)
+        results[name] = result
+
+    table = report.write_comparison(workdir, results, base_config, title=data.title)
+    print(table)
+    with open(workdir / "job.json", "w") as f:
+        json.dump(dataclasses.asdict(options), f, indent=2, default=str)
+    return results
+
+
+def preprocess_job(options: JobOptions) -> None:
+    """Builds the store from ``--captures`` (or the synthetic day) and stops."""
+    from stfe_jax import store as store_lib
+
+    config = load_config(model_names(options.model)[0], options)
+    workdir = (
+        pathlib.Path(options.workdir) if options.workdir else default_workdir(options)
+    )
+    if options.captures:
+        captures = expand_captures(options.captures)
+    else:
+        captures, _ = _synthetic_inputs(options, workdir)
+    store = store_lib.build_store(captures, workdir / "store", config.flows)
+    logging.info("Store of %d flows written to %s", store.num_flows, workdir / "store")
+
+
+def fetch_job(options: JobOptions) -> None:
+    """Downloads a MAWI day's trace and its MAWILab label files."""
+    from stfe_jax.labels import fetch
+
+    if not options.day:
+        raise ValueError("--mode=fetch needs --day=YYYYMMDD")
+    out_dir = pathlib.Path(options.workdir or f"mawi/{options.day}")
+    fetch.fetch_mawi_day(options.day, out_dir)

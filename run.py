@@ -8,7 +8,9 @@ On real captures labelled per file, MAWILab or a CICFlowMeter CSV:
 
   python run.py --model=all --captures='traces/*.pcap' --labels=labels.csv
 
-Any config field can be overridden: ``--set=train.steps=500 --set=flows.bytes_per_packet=64``.
+Any config field can be overridden:
+
+  python run.py --set=train.steps=500 --set=flows.bytes_per_packet=64
 """
 
 from absl import app, flags, logging

@@ -1,4 +1,4 @@
-"""The main job end to end on the tiny config: synthetic day -> store -> train -> report."""
+"""The main job end to end on the tiny config: synthetic day to report."""
 
 import json
 import subprocess

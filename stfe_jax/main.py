@@ -285,25 +285,18 @@ def train_job(options: JobOptions) -> dict:
 
     base_config = load_config(names[0], options)
     data = prepare_data(options, base_config, workdir)
+    baseline = flow_statistics_baseline(data, base_config)
 
     results = {}
     for name in names:
         config = load_config(name, options)
         model_dir = workdir / name if len(names) > 1 else workdir
         logging.info("Training %s", name)
-        result = train_and_evaluate(
+        trained = train_and_evaluate(
             config, data.dataset, model_dir, resume=options.resume
         )
-        result["dataset"] = {
-            **result.get("dataset", {}),
-            "title": data.title,
-            "synthetic": data.synthetic,
-            "store": str(getattr(data.store, "path", "")),
-            "captures": len(data.store.captures),
-            "duplicate_share": data.duplicate_share,
-            "label_report": data.label_report,
-            "split_policy": config.split.policy,
-        }
+        write_preprocessing_record(model_dir / "checkpoints", data, config)
+        result = report_result(name, trained, data, config, baseline)
         report.write_model_report(model_dir, result, config)
         results[name] = result
 
@@ -312,6 +305,107 @@ def train_job(options: JobOptions) -> dict:
     with open(workdir / "job.json", "w") as f:
         json.dump(dataclasses.asdict(options), f, indent=2, default=str)
     return results
+
+
+PREPROCESSING_RECORD = "preprocessing.json"
+
+
+def write_preprocessing_record(checkpoint_dir: pathlib.Path, data, config) -> None:
+    """Records beside a checkpoint how its flows were cut and labelled.
+
+    Detection reads it to cut new captures exactly as in training and to refuse a
+    checkpoint whose store format it does not know.
+    """
+    from stfe_jax.store import layout
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "store_format": layout.FORMAT_NAME,
+        "store_format_version": layout.FORMAT_VERSION,
+        "flows": data.store.manifest.get("flows_config", config.flows.to_dict()),
+        "class_names": list(data.dataset.class_names),
+        "normal_class": int(data.dataset.normal_class),
+        "labels": config.labels.to_dict(),
+        "model": config.model.to_dict(),
+        "synthetic": data.synthetic,
+    }
+    layout.write_json_atomic(checkpoint_dir / PREPROCESSING_RECORD, record)
+
+
+def flow_statistics_baseline(data: PreparedData, config) -> dict:
+    """The random forest on hand-made flow statistics, trained on the same split."""
+    from stfe_jax.evaluate import flow_statistics
+
+    dataset = data.dataset
+    started = time.perf_counter()
+    baseline = flow_statistics.flow_statistics_baseline(
+        dataset.arrays,
+        dataset.labels,
+        dataset.train_idx,
+        dataset.test_idx,
+        dataset.class_names,
+        seed=config.split.seed,
+        normal_class=dataset.normal_class,
+    )
+    logging.info(
+        "Flow-statistics random forest fitted in %.1f s", time.perf_counter() - started
+    )
+    return baseline
+
+
+def report_result(name: str, trained: dict, data: PreparedData, config, baseline):
+    """The result dict that ``evaluate.report`` reads, from a training result."""
+    dataset = data.dataset
+    splits = trained.get("splits") or {}
+    result = {
+        "model": name,
+        "title": f"{name} on {data.title}",
+        "class_names": list(trained["class_names"]),
+        "normal_class": int(trained["normal_class"]),
+        "threshold": trained.get("threshold"),
+        "history": trained.get("history"),
+        "timing": trained.get("timings"),
+        "baseline": baseline,
+        "seed": int(config.split.seed),
+        "dataset": {
+            "name": data.title,
+            "synthetic": data.synthetic,
+            "store": str(getattr(data.store, "path", "")),
+            "captures": len(data.store.captures),
+            "flows_per_split": _flows_per_split(dataset),
+            "split_policy": config.split.policy,
+            "duplicate_share_test_in_train": data.duplicate_share,
+            "label_report": data.label_report,
+            "label_policy": config.labels.to_dict(),
+        },
+    }
+    for split in ("val", "test"):
+        if split in splits:
+            result[split] = {
+                "labels": splits[split]["labels"],
+                "probs": splits[split]["probs"],
+            }
+    if "train" in splits and "test" in splits:
+        result["features"] = {
+            "train": splits["train"]["features"],
+            "train_labels": splits["train"]["labels"],
+            "test": splits["test"]["features"],
+            "test_labels": splits["test"]["labels"],
+        }
+    return result
+
+
+def _flows_per_split(dataset) -> dict:
+    names = dataset.class_names
+    counts = {}
+    for split, indices in (
+        ("train", dataset.train_idx),
+        ("validation", dataset.val_idx),
+        ("test", dataset.test_idx),
+    ):
+        labels = dataset.labels[indices]
+        counts[split] = {names[c]: int(np.sum(labels == c)) for c in range(len(names))}
+    return counts
 
 
 def preprocess_job(options: JobOptions) -> None:

@@ -216,3 +216,41 @@ def test_metrics_line_and_table_show_the_values():
     assert f"flows {len(labels)}" in line
     table = report.format_metrics_table({"lstm": m})
     assert table.splitlines()[2].startswith(f"| lstm | {m['accuracy']:.4f} |")
+
+
+def test_training_loop_layout_is_accepted(tmp_path):
+    full = _full_result()
+    features = full["features"]
+    split = {
+        "train": {
+            "labels": features["train_labels"],
+            "probs": np.full((400, 2), 0.5, np.float32),
+            "features": features["train"],
+            "loss": 0.7,
+        },
+        "val": {**full["val"], "features": np.zeros((200, 6)), "loss": 0.5},
+        "test": {**full["test"], "features": features["test"], "loss": 0.4},
+    }
+    threshold = dict(full["threshold"], score="1 - p(benign)", best_step=40)
+    trained = {
+        "model": "cnn",
+        "class_names": CLASS_NAMES,
+        "normal_class": 0,
+        "splits": split,
+        "threshold": threshold,
+        "history": full["history"],
+        "timings": {"compile_s": 2.5, "steps_per_s": 7.25},
+        "params": {"dense": {"kernel": np.ones((3, 3))}},
+        "dataset": {"n_train": 400, "n_val": 200, "n_test": 300},
+    }
+    report.write_model_report(tmp_path, trained, None)
+
+    summary = json.loads((tmp_path / "report.json").read_text())
+    markdown = (tmp_path / "report.md").read_text()
+    assert summary["metrics"]["n_flows"] == 300
+    assert summary["val_metrics"]["n_flows"] == 200
+    assert summary["timing"] == {"compile_s": 2.5, "steps_per_s": 7.25}
+    assert "params" not in summary
+    assert set(summary["probes"]) == {"logistic_regression", "random_forest"}
+    assert "| steps_per_s | 7.2500 |" in markdown
+    assert '"n_test": 300' in markdown

@@ -98,6 +98,15 @@ def plot_pr_curves(
     return _save(figure, path)
 
 
+def _finite_points(history: Sequence[Mapping], key: str) -> list[tuple]:
+    """(step, value) of the entries whose ``key`` holds a finite number."""
+    return [
+        (entry["step"], float(entry[key]))
+        for entry in history
+        if entry.get(key) is not None and np.isfinite(entry[key])
+    ]
+
+
 def plot_history(
     history: Sequence[Mapping], path: str | pathlib.Path, *, title: str
 ) -> pathlib.Path:
@@ -109,7 +118,7 @@ def plot_history(
     figure = _new_figure(10.0, 4.0)
     loss_ax, metric_ax = figure.subplots(1, 2)
     for key, label in (("loss", "training loss"), ("val_loss", "validation loss")):
-        points = [(e["step"], e[key]) for e in history if e.get(key) is not None]
+        points = _finite_points(history, key)
         if points:
             steps, values = zip(*points, strict=True)
             loss_ax.plot(
@@ -117,12 +126,11 @@ def plot_history(
             )
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("loss")
-    loss_ax.legend(fontsize="small")
+    if loss_ax.lines:
+        loss_ax.legend(fontsize="small")
     loss_ax.set_title("loss")
 
-    points = [
-        (e["step"], e["val_metric"]) for e in history if e.get("val_metric") is not None
-    ]
+    points = _finite_points(history, "val_metric")
     metric_name = next(
         (e["val_metric_name"] for e in history if e.get("val_metric_name")),
         "validation metric",

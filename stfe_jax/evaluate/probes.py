@@ -90,13 +90,16 @@ def fit_and_evaluate(
     normal_class: int = 0,
     name: str | None = None,
     max_train_flows: int | None = MAX_PROBE_TRAIN_FLOWS,
+    feature_names: Sequence[str] | None = None,
 ) -> dict:
     """Fits one classifier (see ``make_classifier``) and evaluates it on test.
 
     Returns ``name``, ``classifier``, ``n_train`` (flows fitted on), ``n_train_total``,
     ``n_test``, ``fit_s`` (seconds) and ``metrics`` (``classification_metrics``,
     argmax decision), or ``skipped`` (the reason) instead of ``metrics`` when the
-    training flows hold a single class.
+    training flows hold a single class. With ``feature_names`` (one per feature
+    column) a random forest also reports ``feature_importances`` (name ->
+    impurity importance, largest first).
     """
     name = name or CLASSIFIER_NAMES[kind]
     train_x = np.asarray(train_x, dtype=np.float32).reshape(len(train_y), -1)
@@ -125,6 +128,12 @@ def fit_and_evaluate(
     start = time.perf_counter()
     classifier.fit(train_x[rows], train_y[rows])
     entry["fit_s"] = time.perf_counter() - start
+    if feature_names is not None and hasattr(classifier, "feature_importances_"):
+        ranked = sorted(
+            zip(feature_names, classifier.feature_importances_, strict=True),
+            key=lambda item: -item[1],
+        )
+        entry["feature_importances"] = {k: float(v) for k, v in ranked}
     probs = class_probabilities(classifier, test_x, len(class_names))
     entry["metrics"] = metrics_lib.classification_metrics(
         test_y, probs, class_names, normal_class=normal_class

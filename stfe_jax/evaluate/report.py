@@ -36,6 +36,11 @@ missing key leaves its section out of the report):
   are shown as JSON.
 - ``seed``: int seed of the probes and the projection (default: the config's
   ``split.seed``, else 0).
+
+The dict returned by ``stfe_jax.train.train_and_evaluate`` is accepted as it
+is: its ``splits`` (``train``/``val``/``test``, each with ``labels``, ``probs``
+and ``features``) stand for ``test``, ``val`` and ``features``, and its
+``timings`` for ``timing`` (see ``from_training_layout``).
 """
 
 from __future__ import annotations
@@ -199,10 +204,42 @@ def operating_point(result: Mapping) -> dict | None:
     return {"threshold": float(threshold), "rule": "given", "note": None}
 
 
+def _has_rows(split: Mapping | None, key: str) -> bool:
+    if split is None or split.get(key) is None:
+        return False
+    return np.asarray(split[key]).shape[0] > 0
+
+
+def from_training_layout(result: Mapping) -> dict:
+    """A copy of ``result`` with ``test``, ``val``, ``features`` and ``timing``
+    taken from the training loop's ``splits`` and ``timings`` where absent."""
+    result = dict(result)
+    splits = result.get("splits") or {}
+    for name in ("test", "val"):
+        split = splits.get(name)
+        if result.get(name) is None and _has_rows(split, "probs"):
+            result[name] = {"labels": split["labels"], "probs": split["probs"]}
+    train, test = splits.get("train"), splits.get("test")
+    if (
+        result.get("features") is None
+        and _has_rows(train, "features")
+        and _has_rows(test, "features")
+    ):
+        result["features"] = {
+            "train": train["features"],
+            "train_labels": train["labels"],
+            "test": test["features"],
+            "test_labels": test["labels"],
+        }
+    if result.get("timing") is None and result.get("timings") is not None:
+        result["timing"] = result["timings"]
+    return result
+
+
 def complete_result(result: Mapping, config=None) -> dict:
     """A copy of ``result`` with ``metrics``, ``val_metrics``, ``metrics_argmax``
     and ``probes`` filled in where they are absent and can be computed."""
-    result = dict(result)
+    result = from_training_layout(result)
     for key in ("model", "class_names", "test"):
         if key not in result:
             raise KeyError(f"result: missing required key {key!r}")
@@ -675,6 +712,7 @@ def load_report(workdir: str | pathlib.Path) -> dict:
 __all__ = [
     "COMPARISON_COLUMNS",
     "complete_result",
+    "from_training_layout",
     "comparison_rows",
     "format_metrics_line",
     "format_metrics_table",

@@ -34,6 +34,10 @@ def config_differences(found: dict[str, Any], expected: dict[str, Any]) -> list[
     return out
 
 
+# Shard files up to this size (bytes) are read into memory rather than mapped.
+SMALL_SHARD_BYTES = 4 << 20
+
+
 class StoreColumn:
     """One column over all shards of a store, indexed by flow.
 
@@ -206,7 +210,15 @@ class Store:
                 file = folder / shard["name"] / f"{name}.npy"
                 if not file.exists():
                     raise StoreFormatError(f"{file}: shard file missing")
-                array = np.load(file, mmap_mode="r", allow_pickle=False)
+                # A memory map keeps a file descriptor open; a store of thousands
+                # of small captures would exhaust the process's limit, so small
+                # shards are read into memory instead.
+                # TODO: a store of thousands of large shards still holds one
+                # descriptor per shard and column; compacting shards would fix it.
+                small = file.stat().st_size <= SMALL_SHARD_BYTES
+                array = np.load(
+                    file, mmap_mode=None if small else "r", allow_pickle=False
+                )
                 expected = (shard["num_flows"], *tail)
                 if array.shape != expected or array.dtype != np.dtype(spec["dtype"]):
                     raise StoreFormatError(

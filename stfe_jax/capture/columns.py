@@ -55,14 +55,19 @@ class PacketBatch:
       vlan_id: outermost 802.1Q VLAN id, 0 when untagged.
       net_offset: offset in bytes of the network (IP) header from the start of the
         packet's bytes; -1 when no IP header was found (non-IP ethertype, unknown
-        link type, or too few bytes captured).
-      ip_version: 4 or 6 for the outermost IP header, 0 when there is none.
+        link type, or no byte of it captured).
+      ip_version: 4 or 6 for the outermost IP header, 0 when there is none. A
+        header cut short by the capture, or whose version nibble contradicts the
+        link layer, still has its version here (as Wireshark counts it) but its
+        other fields stay zero.
       src_addr, dst_addr: 16-byte addresses of the outermost IP header; IPv4 as
         IPv4-mapped IPv6 (``::ffff:a.b.c.d``); zeros when there is no IP header.
       protocol: transport protocol number (IPv4 protocol, or the IPv6 next header
         past the extension headers); 0 when there is no IP header.
       l4_offset: offset in bytes of the transport header from the start of the
-        packet's bytes; -1 when absent (non-first fragment, truncated capture).
+        packet's bytes; -1 when absent (non-first fragment, IP or extension
+        headers cut short). It may equal ``caplen`` when the capture stopped right
+        before the transport header.
       src_port, dst_port: TCP/UDP ports (also SCTP/DCCP where decoded); 0 when the
         transport header is not TCP/UDP or its ports were not captured.
       tcp_flags: the TCP flags byte (FIN=0x01, SYN=0x02, RST=0x04, PSH=0x08,

@@ -21,7 +21,7 @@ _AF_INET = 2
 _AF_INET6 = (10, 23, 24, 28, 30)
 # Bounds on header chains, so that no packet can make the decoder loop long.
 _MAX_LINK_HEADERS = 16
-_MAX_IPV6_EXTENSIONS = 32
+_MAX_IPV6_EXTENSIONS = 1024
 
 
 @numba.njit(cache=True, inline="always")
@@ -40,14 +40,44 @@ def _be32(data, pos):
 
 
 @numba.njit(cache=True)
+def _ppp_protocol(data, start, caplen, pos):
+    """Reads a PPP protocol field at ``pos`` (one byte when compressed); returns
+    (offset after it, equivalent ethertype or -1)."""
+    if pos >= caplen:
+        return pos, -1
+    if data[start + pos] & 1:
+        protocol = np.int64(data[start + pos])
+        pos += 1
+    else:
+        if pos + 2 > caplen:
+            return pos, -1
+        protocol = _be16(data, start + pos)
+        pos += 2
+    if protocol == 0x21:
+        return pos, ETHERTYPE_IPV4
+    if protocol == 0x57:
+        return pos, ETHERTYPE_IPV6
+    if protocol == 0x281 or protocol == 0x283:
+        return pos, 0x8847
+    return pos, -1
+
+
+@numba.njit(cache=True)
 def _follow_ethertype(data, start, caplen, ethertype, pos):
-    """Follows VLAN tags, LLC/SNAP, PPPoE sessions and MPLS labels from an
-    ethertype at packet offset ``pos``; returns (network offset or -1, vlan id)."""
+    """Follows an ethertype whose payload starts at packet offset ``pos`` through
+    VLAN tags and other shims, LLC/SNAP, PPPoE sessions and MPLS labels.
+
+    Returns (network offset or -1, outermost VLAN id, family): family is 4 or 6
+    when the link layer says which IP version follows, 0 when only the version
+    nibble of the header tells (behind MPLS).
+    """
     vlan_id = 0
     tagged = False
     for _ in range(_MAX_LINK_HEADERS):
-        if ethertype == ETHERTYPE_IPV4 or ethertype == ETHERTYPE_IPV6:
-            return pos, vlan_id
+        if ethertype == ETHERTYPE_IPV4:
+            return pos, vlan_id, 4
+        if ethertype == ETHERTYPE_IPV6:
+            return pos, vlan_id, 6
         if (
             ethertype == 0x8100
             or ethertype == 0x88A8
@@ -55,41 +85,65 @@ def _follow_ethertype(data, start, caplen, ethertype, pos):
             or ethertype == 0x9200
         ):
             if pos + 4 > caplen:
-                return -1, vlan_id
+                return -1, vlan_id, 0
             if not tagged:
                 vlan_id = _be16(data, start + pos) & 0xFFF
                 tagged = True
             ethertype = _be16(data, start + pos + 2)
             pos += 4
-        elif ethertype == 0x8864:  # PPPoE session: 6-byte header, PPP protocol
-            if pos + 8 > caplen:
-                return -1, vlan_id
-            ppp_protocol = _be16(data, start + pos + 6)
-            pos += 8
-            if ppp_protocol == 0x0021:
+        elif ethertype == 0x8926 or ethertype == 0x893F or ethertype == 0x8909:
+            # VN-Tag (4 bytes), 802.1BR E-Tag (6), Cisco MetaData (6), then a type.
+            shim = 4 if ethertype == 0x8926 else 6
+            if pos + shim + 2 > caplen:
+                return -1, vlan_id, 0
+            ethertype = _be16(data, start + pos + shim)
+            pos += shim + 2
+        elif ethertype == 0x8903 or ethertype == 0x88E7:
+            # Cisco FabricPath (2-byte tag) or 802.1ah PBB (4-byte I-tag), then an
+            # inner Ethernet header.
+            shim = 2 if ethertype == 0x8903 else 4
+            if pos + shim + 14 > caplen:
+                return -1, vlan_id, 0
+            ethertype = _be16(data, start + pos + shim + 12)
+            pos += shim + 14
+        elif ethertype == 0x894F:  # network service header
+            if pos + 4 > caplen:
+                return -1, vlan_id, 0
+            next_protocol = data[start + pos + 3]
+            pos += np.int64(data[start + pos + 1] & 0x3F) * 4
+            if next_protocol == 1:
                 ethertype = ETHERTYPE_IPV4
-            elif ppp_protocol == 0x0057:
+            elif next_protocol == 2:
                 ethertype = ETHERTYPE_IPV6
+            elif next_protocol == 3 and pos + 14 <= caplen:
+                ethertype = _be16(data, start + pos + 12)
+                pos += 14
             else:
-                return -1, vlan_id
+                return -1, vlan_id, 0
+        elif ethertype == 0x8864:  # PPPoE session: 6-byte header, PPP protocol
+            pos, ethertype = _ppp_protocol(data, start, caplen, pos + 6)
+            if ethertype < 0:
+                return -1, vlan_id, 0
         elif ethertype == 0x8847 or ethertype == 0x8848:  # MPLS label stack
             bottom = False
             for _ in range(_MAX_LINK_HEADERS):
                 if pos + 4 > caplen:
-                    return -1, vlan_id
+                    return -1, vlan_id, 0
                 bottom = (data[start + pos + 2] & 1) == 1
                 pos += 4
                 if bottom:
                     break
             if not bottom or pos >= caplen:
-                return -1, vlan_id
+                return -1, vlan_id, 0
             version = data[start + pos] >> 4
-            if version == 4:
-                ethertype = ETHERTYPE_IPV4
-            elif version == 6:
-                ethertype = ETHERTYPE_IPV6
+            if version == 4 or version == 6:
+                return pos, vlan_id, 0
+            if version == 0 and pos + 4 + 14 <= caplen:
+                # Ethernet pseudowire behind a control word.
+                ethertype = _be16(data, start + pos + 4 + 12)
+                pos += 4 + 14
             else:
-                return -1, vlan_id
+                return -1, vlan_id, 0
         elif ethertype <= 1500:  # 802.3 length: LLC, IP only behind SNAP
             if (
                 pos + 8 <= caplen
@@ -100,58 +154,65 @@ def _follow_ethertype(data, start, caplen, ethertype, pos):
                 ethertype = _be16(data, start + pos + 6)
                 pos += 8
             else:
-                return -1, vlan_id
+                return -1, vlan_id, 0
         else:
-            return -1, vlan_id
-    return -1, vlan_id
+            return -1, vlan_id, 0
+    return -1, vlan_id, 0
 
 
 @numba.njit(cache=True)
-def _ppp_network(data, start, caplen, pos):
-    """Network offset behind a PPP header at ``pos`` (address/control optional,
-    protocol field possibly compressed to one byte), or -1."""
-    if pos + 2 <= caplen and data[start + pos] == 0xFF and data[start + pos + 1] == 3:
-        pos += 2
-    if pos >= caplen:
-        return -1
-    if data[start + pos] & 1:
-        protocol = np.int64(data[start + pos])
-        pos += 1
+def _nflog_network(data, start, caplen):
+    """Network offset and family of a Linux NFLOG record (TLVs after a 4-byte
+    header; the payload TLV has type 9), or (-1, 0)."""
+    if caplen < 4:
+        return -1, 0
+    family = data[start]
+    if family == 2:
+        family = 4
+    elif family == 10:
+        family = 6
     else:
-        if pos + 2 > caplen:
-            return -1
-        protocol = _be16(data, start + pos)
-        pos += 2
-    if protocol == 0x21 or protocol == 0x57:
-        return pos
-    return -1
+        return -1, 0
+    pos = 4
+    while pos + 4 <= caplen:
+        length = np.int64(data[start + pos]) | (np.int64(data[start + pos + 1]) << 8)
+        kind = np.int64(data[start + pos + 2]) | (np.int64(data[start + pos + 3]) << 8)
+        if length < 4:
+            return -1, 0
+        if kind & 0x7FFF == 9:
+            return pos + 4, family
+        pos += (length + 3) & ~3
+    return -1, 0
 
 
 @numba.njit(cache=True)
 def find_network(data, start, caplen, link_type):
-    """Offset of the network header in one packet, and its outermost VLAN id.
+    """Offset of the network header in one packet, its outermost VLAN id, and the
+    IP version the link layer announces (0: the header's version nibble decides).
 
-    Returns (offset or -1, vlan id); the offset is relative to the packet start.
+    Returns (offset or -1, vlan id, family); the offset is relative to the packet.
     """
     if link_type == 1:  # Ethernet
         if caplen < 14:
-            return -1, 0
+            return -1, 0, 0
         return _follow_ethertype(data, start, caplen, _be16(data, start + 12), 14)
-    if link_type == 101 or link_type == 228 or link_type == 229:
-        return 0, 0
-    if link_type == 12 or link_type == 14:
-        return 0, 0
+    if link_type == 101 or link_type == 12 or link_type == 14:  # raw IP
+        return 0, 0, 0
+    if link_type == 228:
+        return 0, 0, 4
+    if link_type == 229:
+        return 0, 0, 6
     if link_type == 113:  # Linux cooked capture v1
         if caplen < 16:
-            return -1, 0
+            return -1, 0, 0
         return _follow_ethertype(data, start, caplen, _be16(data, start + 14), 16)
     if link_type == 276:  # Linux cooked capture v2
         if caplen < 20:
-            return -1, 0
+            return -1, 0, 0
         return _follow_ethertype(data, start, caplen, _be16(data, start + 0), 20)
     if link_type == 0 or link_type == 108:  # BSD loopback
         if caplen < 4:
-            return -1, 0
+            return -1, 0, 0
         family = (
             np.int64(data[start])
             | (np.int64(data[start + 1]) << 8)
@@ -166,20 +227,30 @@ def find_network(data, start, caplen, link_type):
                 | ((family << 24) & 0xFF000000)
             )
         if family == _AF_INET:
-            return 4, 0
+            return 4, 0, 4
         for inet6 in _AF_INET6:
             if family == inet6:
-                return 4, 0
-        return -1, 0
-    if link_type == 9 or link_type == 50:  # PPP, PPP in HDLC framing
+                return 4, 0, 6
+        return -1, 0, 0
+    if link_type == 9 or link_type == 50 or link_type == 104:
+        # PPP, PPP in HDLC framing, Cisco HDLC (address, control, ethertype).
         if caplen >= 4 and (data[start] == 0x0F or data[start] == 0x8F):
             return _follow_ethertype(data, start, caplen, _be16(data, start + 2), 4)
-        return _ppp_network(data, start, caplen, 0), 0
-    if link_type == 104:  # Cisco HDLC
-        if caplen < 4:
-            return -1, 0
-        return _follow_ethertype(data, start, caplen, _be16(data, start + 2), 4)
-    return -1, 0
+        if link_type == 104:
+            return -1, 0, 0
+        pos = 0
+        if caplen >= 2 and data[start] == 0xFF and data[start + 1] == 3:
+            pos = 2
+        pos, ethertype = _ppp_protocol(data, start, caplen, pos)
+        if ethertype < 0:
+            return -1, 0, 0
+        return _follow_ethertype(data, start, caplen, ethertype, pos)
+    if link_type == 10:  # FDDI: frame control and addresses, then LLC
+        return _follow_ethertype(data, start, caplen, 0, 13)
+    if link_type == 239:  # Linux NFLOG
+        net, family = _nflog_network(data, start, caplen)
+        return net, 0, family
+    return -1, 0, 0
 
 
 @numba.njit(cache=True)
@@ -220,17 +291,34 @@ def decode_packets(
         more_fragments[i] = False
         is_fragment[i] = False
 
-        net, vlan = find_network(data, start, cap, link_type[i])
+        net, vlan, family = find_network(data, start, cap, link_type[i])
         vlan_id[i] = vlan
         net_offset[i] = -1
         if net < 0 or net >= cap:
             continue
         version = data[start + net] >> 4
+        if family == 0:
+            if version != 4 and version != 6:
+                continue
+            family = version
+        if version != family:
+            # The version nibble contradicts the link layer (a damaged or fuzzed
+            # header). As Wireshark does, a header announced as IPv4 still counts
+            # as IPv4 (nothing more decoded); one announced as IPv6 is not IP.
+            if family == 4:
+                ip_version[i] = 4
+                net_offset[i] = net
+            continue
+        net_offset[i] = net
+        ip_version[i] = family
         transport = -1
-        end = cap
+        end = cap  # end of the captured bytes of the IP packet
+        # The transport header is only looked at when the IP header's length
+        # field leaves room for it.
+        reported_end = np.int64(1) << 40
         if version == 4:
             if cap - net < 20:
-                continue
+                continue  # header cut short: counted as IPv4, no fields
             ip = start + net
             header_len = np.int64(data[ip] & 0x0F) * 4
             total_len = _be16(data, ip + 2)
@@ -242,7 +330,6 @@ def decode_packets(
             src_addr[i, 11] = 0xFF
             dst_addr[i, 10] = 0xFF
             dst_addr[i, 11] = 0xFF
-            ip_version[i] = 4
             net_offset[i] = net
             protocol[i] = data[ip + 9]
             ip_id[i] = _be16(data, ip + 4)
@@ -253,24 +340,24 @@ def decode_packets(
             is_fragment[i] = more or offset_bytes != 0
             if header_len < 20:
                 continue
-            if total_len != 0:
+            if total_len != 0:  # 0: segmentation offload, length unknown
                 if total_len < header_len:
                     continue
                 end = min(cap, net + total_len)
+                reported_end = net + total_len
             if offset_bytes == 0:
                 transport = net + header_len
         elif version == 6:
             if cap - net < 40:
-                continue
+                continue  # header cut short: counted as IPv6, no fields
             ip = start + net
             for k in range(16):
                 src_addr[i, k] = data[ip + 8 + k]
                 dst_addr[i, k] = data[ip + 24 + k]
-            ip_version[i] = 6
-            net_offset[i] = net
             payload_len = _be16(data, ip + 4)
-            if payload_len != 0:
+            if payload_len != 0:  # 0: jumbogram or offload, length unknown
                 end = min(cap, net + 40 + payload_len)
+                reported_end = net + 40 + payload_len
             next_header = np.int64(data[ip + 6])
             pos = net + 40
             complete = True
@@ -308,10 +395,10 @@ def decode_packets(
             protocol[i] = next_header
             if complete:
                 transport = pos
-        else:
-            continue
 
-        if transport < 0 or transport >= end:
+        # The transport header's offset is kept even when none of its bytes were
+        # captured (a header-only trace cut right after the IP header).
+        if transport < 0 or transport > end or transport >= reported_end:
             continue
         l4_offset[i] = transport
         proto = protocol[i]

@@ -177,12 +177,12 @@ def plot_feature_projection(
     At most ``max_points`` flows are drawn (see ``projection_sample``); the PCA is
     fitted on those flows.
     """
-    features = np.asarray(features, dtype=np.float64).reshape(len(labels), -1)
     labels = np.asarray(labels)
     rows = projection_sample(labels, max_points, seed)
-    n_components = min(2, features.shape[1], rows.shape[0])
+    sample = np.asarray(features[rows], dtype=np.float64).reshape(rows.shape[0], -1)
+    n_components = min(2, sample.shape[1], rows.shape[0])
     pca = PCA(n_components=n_components, random_state=seed)
-    projected = pca.fit_transform(features[rows])
+    projected = pca.fit_transform(sample)
     if n_components < 2:
         projected = np.pad(projected, ((0, 0), (0, 2 - n_components)))
     explained = np.pad(pca.explained_variance_ratio_, (0, 2 - n_components))

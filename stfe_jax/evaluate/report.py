@@ -242,7 +242,10 @@ def complete_result(result: Mapping, config=None) -> dict:
     result = from_training_layout(result)
     for key in ("model", "class_names", "test"):
         if key not in result:
-            raise KeyError(f"result: missing required key {key!r}")
+            raise KeyError(
+                f"result: missing required key {key!r} (an unscored or empty test "
+                "split leaves no test flows to report)"
+            )
     class_names = list(result["class_names"])
     normal_class = int(result.get("normal_class", 0))
     point = operating_point(result)
@@ -262,7 +265,7 @@ def complete_result(result: Mapping, config=None) -> dict:
         result["metrics_argmax"] = metrics_lib.classification_metrics(
             test["labels"], test["probs"], class_names, normal_class=normal_class
         )
-    if result.get("val_metrics") is None and result.get("val") is not None:
+    if result.get("val_metrics") is None and _has_rows(result.get("val"), "labels"):
         val = result["val"]
         result["val_metrics"] = metrics_lib.classification_metrics(
             val["labels"],
@@ -271,10 +274,14 @@ def complete_result(result: Mapping, config=None) -> dict:
             normal_class=normal_class,
             threshold=threshold,
         )
-    if result.get("probes") is None and result.get("features") is not None:
+    features = result.get("features")
+    if (
+        result.get("probes") is None
+        and _has_rows(features, "train_labels")
+        and _has_rows(features, "test_labels")
+    ):
         from stfe_jax.evaluate import probes  # scikit-learn model fitting
 
-        features = result["features"]
         result["probes"] = probes.feature_probe(
             features["train"],
             features["train_labels"],

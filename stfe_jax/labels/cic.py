@@ -9,10 +9,14 @@ or, failing those, from ``Flow ID`` (``ip-ip-port-port-protocol``), and by its
 (the CIC data sets were recorded at UTC-3).
 
 A row matches a flow of ours when the 5-tuples agree in either direction and the
-flow starts within the row's timestamp, widened by its resolution (a second, or a
-minute when the format has no seconds) and by ``tolerance_s`` on both sides (the
-two flow meters split and time flows differently). A flow matched by several
-rows takes the row whose timestamp is nearest its start. CICFlowMeter writes
+row's start lies within the flow's ``[start, end]``, the row's time widened by its
+resolution (a second, or a minute when the format has no seconds) and both sides
+by ``tolerance_s``. The two flow meters cut flows differently: CICFlowMeter ends a
+TCP flow at its first FIN and starts a new one with the next packet, where our
+cutter keeps one flow until the idle timeout, so one of our flows often holds
+several CIC rows. A flow matched by several rows takes the row whose timestamp is
+nearest the flow's start; flows holding rows of another label too are counted as
+conflicts in the report. CICFlowMeter writes
 protocol 0 and ports 0 for flows that are neither TCP nor UDP; such rows match
 our non-TCP/UDP flows between the same two addresses.
 
@@ -127,6 +131,7 @@ class CicRows:
     start_ns: np.ndarray  # int64
     resolution_ns: np.ndarray  # int64
     label: np.ndarray  # str
+    duplicate_rows: int = 0  # rows whose every field repeats an earlier row
 
 
 def _columns(header: list[str], path) -> dict[str, int]:
@@ -155,6 +160,8 @@ def read_cic_csv(path: str | pathlib.Path, timezone: str = "-03:00") -> CicRows:
     n_rows_hint = 0
     src, dst, sport, dport, proto, start, resolution, labels = ([] for _ in range(8))
     time_cache: dict[str, tuple[int, int]] = {}
+    seen_rows: set[int] = set()
+    duplicates = 0
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
         reader = csv.reader(file)
         header = next(reader, None)
@@ -168,6 +175,9 @@ def read_cic_csv(path: str | pathlib.Path, timezone: str = "-03:00") -> CicRows:
         for line, row in enumerate(reader, start=2):
             if not row:
                 continue
+            row_hash = hash(tuple(row))
+            duplicates += row_hash in seen_rows
+            seen_rows.add(row_hash)
             if len(row) < len(header):
                 raise CicFormatError(
                     f"{path}: line {line}: expected {len(header)} fields, "
@@ -210,6 +220,7 @@ def read_cic_csv(path: str | pathlib.Path, timezone: str = "-03:00") -> CicRows:
         start_ns=np.array(start, dtype=np.int64),
         resolution_ns=np.array(resolution, dtype=np.int64),
         label=np.array(labels, dtype=str),
+        duplicate_rows=duplicates,
     )
 
 
@@ -222,11 +233,10 @@ def _canonical_keys(src, dst, sport, dport, proto) -> np.ndarray:
     proto = np.where(other, _OTHER_PROTOCOL, proto).astype(np.uint8)
     end_a = np.concatenate([src, sport.view(np.uint8).reshape(-1, 2)], axis=1)
     end_b = np.concatenate([dst, dport.view(np.uint8).reshape(-1, 2)], axis=1)
-    width = end_a.shape[1]
-    void = np.dtype((np.void, width))
-    a_void = np.ascontiguousarray(end_a).view(void).ravel()
-    b_void = np.ascontiguousarray(end_b).view(void).ravel()
-    swap = (b_void < a_void).reshape(-1, 1) if len(a_void) else np.zeros((0, 1), bool)
+    # End B sorts first when its first byte differing from end A is smaller.
+    diff = end_b.astype(np.int16) - end_a.astype(np.int16)
+    first_diff = np.argmax(diff != 0, axis=1)
+    swap = (np.take_along_axis(diff, first_diff[:, None], axis=1) < 0).reshape(-1, 1)
     low = np.where(swap, end_b, end_a)
     high = np.where(swap, end_a, end_b)
     rows = np.concatenate([proto.reshape(-1, 1), low, high], axis=1)
@@ -273,11 +283,10 @@ def match_cic(
 
     tolerance_ns = int(tolerance_s * 1e9)
     flow_start = np.asarray(flow_meta["start_ns"], dtype=np.int64)[flow_of_pair]
+    flow_end = np.asarray(flow_meta["end_ns"], dtype=np.int64)[flow_of_pair]
     row_start = rows.start_ns[row_of_pair]
     row_end = row_start + rows.resolution_ns[row_of_pair]
-    ok = (flow_start >= row_start - tolerance_ns) & (
-        flow_start < row_end + tolerance_ns
-    )
+    ok = (row_end + tolerance_ns > flow_start) & (row_start - tolerance_ns <= flow_end)
     flow_of_pair, row_of_pair = flow_of_pair[ok], row_of_pair[ok]
     middle = row_start[ok] + rows.resolution_ns[row_of_pair] // 2
     distance = np.abs(flow_start[ok] - middle)
@@ -299,6 +308,7 @@ def match_cic(
         in_span = (rows.start_ns >= starts.min() - tolerance_ns) & (
             rows.start_ns <= ends.max() + tolerance_ns
         )
+    conflicts = np.unique(flow_of_pair[rows.label[row_of_pair] != names[flow_of_pair]])
     labels, label_counts = np.unique(names[row_index >= 0], return_counts=True)
     report = {
         "rows": int(len(row_ids)),
@@ -307,6 +317,8 @@ def match_cic(
         "rows_inside_flow_time_span": int(in_span.sum()),
         "rows_inside_span_unmatched": int((in_span & ~rows_matched).sum()),
         "flows_matched": int((row_index >= 0).sum()),
+        "flows_with_conflicting_rows": int(len(conflicts)),
+        "duplicate_rows": rows.duplicate_rows,
         "flows_matched_per_label": dict(
             zip(labels.tolist(), label_counts.tolist(), strict=True)
         ),

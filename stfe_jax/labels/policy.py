@@ -134,7 +134,9 @@ def class_names(policy: LabelPolicy, names: np.ndarray) -> list[str]:
     else:
         families = [family for family in FAMILIES if family in present]
         others = sorted(
-            present - NORMAL_NAMES - set(FAMILIES) - {"suspicious", "anomalous"}
+            name
+            for name in present - set(FAMILIES) - {"suspicious", "anomalous"}
+            if name.lower() not in NORMAL_NAMES
         )
         classes = [NORMAL, *families, *others]
         if "anomalous" in present:

@@ -11,7 +11,8 @@ those names into integer class ids, class 0 always being the normal class:
   a normal name (``normal``, ``benign``) is anomalous.
 - ``family``: one class per MAWILab taxonomy family (the ``FAMILIES`` order, from
   ``TAXONOMY_FAMILIES`` below), or, for the other sources, one class per distinct
-  label name after ``normal`` in sorted order. Suspicious is handled as in binary.
+  label name after ``normal``: names equal to a family first, in family order,
+  then the others sorted. Suspicious is handled as in binary.
 
 The mapping from MAWILab taxonomy codes to families is the one table below. The
 codes and their meanings are those of Mazel, Fontugne and Fukuda, "A taxonomy of

@@ -197,3 +197,61 @@ def test_broken_xml_names_line(tmp_path):
     path.write_text(XML[: XML.index('<anomaly type="suspicious"') + 40])
     with pytest.raises(MawilabFormatError, match=r"broken\.xml: line \d+"):
         read_mawilab(path)
+
+
+def test_csv_notice_rows_without_anomaly_id(tmp_path):
+    # The notice shape: nine fields, no anomalyID, heuristic kept; a row each.
+    path = tmp_path / "20200101_notice.csv"
+    path.write_text(
+        HEADER
+        + "10.1.1.1,,,80,mptp,500,0.1,2,notice\n"
+        + ",,10.2.2.2,,heavy_hitter,999,-0.3,1,notice\n"
+    )
+    anomalies = read_mawilab(path)
+    assert [(a.anomaly_id, a.heuristic, a.taxonomy) for a in anomalies] == [
+        (0, 500, "mptp"),
+        (1, 999, "heavy_hitter"),
+    ]
+    assert anomalies[0].filters[0].src_ip == "10.1.1.1"
+    assert anomalies[0].filters[0].dst_port == 80
+    assert anomalies[1].filters[0].dst_ip == "10.2.2.2"
+    assert anomalies[1].distance == pytest.approx(-0.3)
+    assert all(a.label == "notice" for a in anomalies)
+
+
+def test_reads_the_synthetic_day_writer(tmp_path):
+    """The generated day's label files read back to the anomalies it injected."""
+    mawi_day = pytest.importorskip("stfe_jax.synth.mawi_day")
+    day = mawi_day.generate_day(tmp_path, seed=3, scale=0.05)
+    truth = {
+        (a.label == "notice", a.anomaly_id): a for a in day.anomalies
+    }  # ids restart in the notice file
+    protocols = {"tcp": 6, "udp": 17, "icmp": 1, None: None}
+    for path in day.label_paths:
+        is_xml = path.suffix == ".xml"
+        anomalies = read_mawilab(path)
+        assert anomalies, path
+        for anomaly in anomalies:
+            expected = truth[(anomaly.label == "notice", anomaly.anomaly_id)]
+            assert (anomaly.label, anomaly.taxonomy) == (
+                expected.label,
+                expected.taxonomy,
+            )
+            got = [
+                (f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.proto)
+                for f in anomaly.filters
+            ]
+            want = [
+                (f.src_ip, f.src_port, f.dst_ip, f.dst_port, protocols[f.proto])
+                for f in expected.filters
+            ]
+            if not is_xml:  # the CSV has no protocol column
+                want = [(*w[:4], None) for w in want]
+            assert got == want, (path.name, anomaly.anomaly_id)
+            if is_xml and expected.start_ns is not None:
+                assert anomaly.filters[0].t_from_s == pytest.approx(
+                    expected.start_ns / 1e9, abs=1e-6
+                )
+                assert anomaly.filters[0].t_to_s == pytest.approx(
+                    expected.end_ns / 1e9, abs=1e-6
+                )

@@ -13,6 +13,10 @@ Traps handled here:
   taxonomy, heuristic, distance, nbDetectors, label``) but the rows of the
   anomalous/suspicious file carry nine (no ``heuristic``). Each row is read by its
   own shape: nine or ten fields; anything else is an error naming file and line.
+- Notice files are reported to write nine fields too, but without ``anomalyID``
+  (``srcIP, srcPort, dstIP, dstPort, taxonomy, heuristic, distance, nbDetectors,
+  label``). A nine-field row whose first field is not an integer is read so; each
+  such row is one anomaly, numbered by its data row (0-based).
 - Several CSV rows share one ``anomalyID``: they are the filters of one anomaly.
 - In the XML, ``from``/``to`` carry ``sec`` and ``usec``; a ``sec`` of 0 or
   2147483645 means "not set". The window may sit on the anomaly (what MAWILab's
@@ -169,6 +173,8 @@ def read_mawilab_csv(path: str | pathlib.Path) -> list[Anomaly]:
     """Anomalies of a MAWILab CSV, rows read by their own shape (9 or 10 fields).
 
     Nine fields: ``anomalyID, srcIP, srcPort, dstIP, dstPort, taxonomy, distance,
+    nbDetectors, label``, or, when the first field is not an integer, the notice
+    shape ``srcIP, srcPort, dstIP, dstPort, taxonomy, heuristic, distance,
     nbDetectors, label``; ten add ``heuristic`` after ``taxonomy`` as the header
     says. Rows sharing an ``anomalyID`` are filters of one anomaly and must agree
     on its label and classification.
@@ -192,10 +198,15 @@ def read_mawilab_csv(path: str | pathlib.Path) -> list[Anomaly]:
                 continue
             if not row or all(not field.strip() for field in row):
                 continue
-            if len(row) == 9:
+            if len(row) == 9 and row[0].strip().isdigit():
                 anomaly_text, src, sport, dst, dport, taxonomy = row[:6]
                 heuristic_text = ""
                 distance_text, detectors_text, label_text = row[6:]
+            elif len(row) == 9:
+                # The notice shape: no anomalyID, heuristic kept; one anomaly a row.
+                anomaly_text = str(line_number - 2)
+                src, sport, dst, dport, taxonomy = row[:5]
+                heuristic_text, distance_text, detectors_text, label_text = row[5:]
             elif len(row) == 10:
                 anomaly_text, src, sport, dst, dport, taxonomy = row[:6]
                 heuristic_text, distance_text, detectors_text, label_text = row[6:]

@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import glob
 import json
+import logging as stdlib_logging
 import os
 import pathlib
 import time
@@ -44,8 +45,22 @@ class JobOptions:
     explain: int = 0
 
 
+class _QuietLibraryInfo(stdlib_logging.Filter):
+    """Drops INFO lines of libraries that log every checkpoint step (Orbax)."""
+
+    def filter(self, record: stdlib_logging.LogRecord) -> bool:
+        noisy = "/orbax/" in record.pathname or "/etils/" in record.pathname
+        return record.levelno > stdlib_logging.INFO or not noisy
+
+
+def quiet_library_logs() -> None:
+    """Keeps the log to what a person watching a run wants: ours, and warnings."""
+    logging.get_absl_handler().addFilter(_QuietLibraryInfo())
+
+
 def run(flag_values) -> None:
     """Runs the job that ``run.py``'s parsed flags describe."""
+    quiet_library_logs()
     options = JobOptions(
         mode=flag_values.mode,
         model=flag_values.model,
@@ -93,6 +108,26 @@ def expand_captures(patterns: Sequence[str]) -> list[str]:
             raise FileNotFoundError(f"--captures {pattern!r} matches no file")
         paths.extend(matches)
     return sorted(dict.fromkeys(os.path.abspath(p) for p in paths))
+
+
+def captures_named_by_manifests(label_paths: Sequence[str]) -> list[str]:
+    """The existing capture files that per-capture class manifests name exactly.
+
+    Lets ``--labels=labels.csv`` alone stand for "these captures, these classes".
+    Glob rows and rows naming missing files are left out (the label report counts
+    them).
+    """
+    from stfe_jax import labels as labels_lib
+    from stfe_jax.labels import per_capture
+
+    captures = []
+    for path in label_paths:
+        if labels_lib.detect_kind(path) != "capture_classes":
+            continue
+        for row in per_capture.read_manifest(path):
+            if not row.is_glob and os.path.isfile(row.pattern):
+                captures.append(row.pattern)
+    return sorted(dict.fromkeys(captures))
 
 
 def model_names(model: str) -> list[str]:
@@ -158,9 +193,18 @@ def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> Prepared
         store = store_lib.Store.open(options.store)
         label_paths = list(options.labels)
     else:
+        manifest_captures = captures_named_by_manifests(options.labels)
         if options.captures:
             captures = expand_captures(options.captures)
             label_paths = list(options.labels)
+        elif manifest_captures:
+            captures = manifest_captures
+            label_paths = list(options.labels)
+            logging.info(
+                "No --captures given: reading the %d captures that the per-capture "
+                "label files name",
+                len(captures),
+            )
         else:
             synthetic = True
             captures, label_paths = _synthetic_inputs(options, workdir)
@@ -297,6 +341,7 @@ def train_job(options: JobOptions) -> dict:
         )
         write_preprocessing_record(model_dir / "checkpoints", data, config)
         result = report_result(name, trained, data, config, baseline)
+        result = report.complete_result(result, config)
         report.write_model_report(model_dir, result, config)
         results[name] = result
 

@@ -1,8 +1,9 @@
 """Compiled decode of link, network and transport headers into packet columns.
 
 For every packet of a batch the decoder finds the network header behind the link
-layer (Ethernet with 802.1Q/QinQ tags, LLC/SNAP, PPPoE and MPLS; raw IP; Linux
-cooked SLL and SLL2; BSD loopback; PPP; Cisco HDLC), then reads the outermost IPv4
+layer (Ethernet with 802.1Q/QinQ tags, LLC/SNAP, PPPoE, MPLS and a few vendor
+shims; raw IP; Linux cooked SLL and SLL2; BSD loopback; PPP; Cisco HDLC; FDDI;
+NFLOG; IPNET), then reads the outermost IPv4
 or IPv6 header (IPv4 options and IPv6 extension headers are walked) and the first
 bytes of the transport header, as far as the captured bytes go.
 """
@@ -20,7 +21,7 @@ _PORT_PROTOCOLS = (6, 17, 33, 132, 136)
 _AF_INET = 2
 _AF_INET6 = (10, 23, 24, 28, 30)
 # Bounds on header chains, so that no packet can make the decoder loop long.
-_MAX_LINK_HEADERS = 16
+_MAX_LINK_HEADERS = 256
 _MAX_IPV6_EXTENSIONS = 1024
 
 
@@ -106,6 +107,17 @@ def _follow_ethertype(data, start, caplen, ethertype, pos):
                 return -1, vlan_id, 0
             ethertype = _be16(data, start + pos + shim + 12)
             pos += shim + 14
+        elif ethertype == 0x88E5:  # MACsec: IP readable only when not encrypted
+            if pos + 1 > caplen:
+                return -1, vlan_id, 0
+            tag_control = data[start + pos]
+            if tag_control & 0x0C:
+                return -1, vlan_id, 0
+            shim = 14 if tag_control & 0x20 else 6
+            if pos + shim + 2 > caplen:
+                return -1, vlan_id, 0
+            ethertype = _be16(data, start + pos + shim)
+            pos += shim + 2
         elif ethertype == 0x894F:  # network service header
             if pos + 4 > caplen:
                 return -1, vlan_id, 0
@@ -247,6 +259,14 @@ def find_network(data, start, caplen, link_type):
         return _follow_ethertype(data, start, caplen, ethertype, pos)
     if link_type == 10:  # FDDI: frame control and addresses, then LLC
         return _follow_ethertype(data, start, caplen, 0, 13)
+    if link_type == 226:  # Solaris IPNET: 24-byte header, address family
+        if caplen < 24:
+            return -1, 0, 0
+        if data[start + 1] == 2:
+            return 24, 0, 4
+        if data[start + 1] == 26:
+            return 24, 0, 6
+        return -1, 0, 0
     if link_type == 239:  # Linux NFLOG
         net, family = _nflog_network(data, start, caplen)
         return net, 0, family

@@ -13,6 +13,9 @@ IPV4 = 228
 IPV6 = 229
 LINUX_SLL2 = 276
 NULL = 0
+FDDI = 10
+IPNET = 226
+NFLOG = 239
 
 # Link types whose network header the decoder finds.
 DECODED = frozenset(
@@ -30,6 +33,9 @@ DECODED = frozenset(
         IPV4,
         IPV6,
         LINUX_SLL2,
+        FDDI,
+        IPNET,
+        NFLOG,
     }
 )
 
@@ -52,9 +58,11 @@ NAMES = {
     123: "SUNATM",
     127: "IEEE802_11_RADIOTAP",
     129: "ARCNET_LINUX",
+    192: "PPI",
     195: "IEEE802_15_4_WITHFCS",
     227: "CAN_SOCKETCAN",
     228: "IPV4",
+    226: "IPNET",
     229: "IPV6",
     230: "IEEE802_15_4_NOFCS",
     239: "NFLOG",

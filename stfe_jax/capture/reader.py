@@ -378,6 +378,13 @@ class Capture:
             )
         if block_type == 1:
             self._add_interface(body, order, offset)
+        elif len(body) >= 16:
+            major, minor = struct.unpack(order + "HH", body[12:16])
+            if major != 1:
+                self.warnings.append(
+                    f"{self.path}: offset {offset + 12}: pcapng version "
+                    f"{major}.{minor}, expected 1.0"
+                )
         window.start += block_len
 
     def _add_interface(self, body: bytes, order: str, offset: int) -> None:

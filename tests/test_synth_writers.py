@@ -169,3 +169,20 @@ def test_tshark_reads_simple_packet_blocks(tmp_path):
     w.write_pcapng(path, [section])
     rows = _tshark_fields(path, "ip.src", "frame.cap_len", "frame.len")
     assert rows == [["10.0.0.1", "40", str(len(frame))]]
+
+
+@needs_tshark
+def test_tshark_reads_gzipped_pcapng_with_binary_time_resolution(tmp_path):
+    path = tmp_path / "binary.pcapng.gz"
+    section = w.PcapngSection(
+        interfaces=[w.PcapngInterface(if_tsresol=0x80 | 20)],  # units of 2**-20 s
+        packets=[
+            (0, 1_500_000_000_500_000_000, _tcp_frame("10.0.0.8", "10.0.0.9", 80))
+        ],
+    )
+    w.write_pcapng(path, [section], gzip=True)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    rows = _tshark_fields(path, "ip.src", "frame.time_epoch")
+    assert rows[0][0] == "10.0.0.8"
+    # 2**-20 s units: the half second is exact, within one unit (about 1 us).
+    assert abs(float(rows[0][1]) - 1_500_000_000.5) < 2e-6

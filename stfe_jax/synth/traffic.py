@@ -660,7 +660,7 @@ def background(
     Web sessions (TCP to 443, 80 and other services), DNS, NTP, QUIC-like UDP and
     ICMP echo, about a tenth over IPv6, a fifth of the TCP sessions seen in one
     direction only. ``scale`` multiplies the number of flows (1.0: about 10 k
-    flows and 120 k packets).
+    flows and 100 k packets).
     """
 
     def scaled(count: int) -> int:

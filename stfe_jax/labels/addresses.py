@@ -68,3 +68,47 @@ def address_ids(*arrays: np.ndarray) -> tuple[list[np.ndarray], int]:
     inverse = inverse.astype(np.int64).ravel()
     out = np.split(inverse, np.cumsum(sizes)[:-1])
     return out, int(len(unique))
+
+
+def _halves(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last 8 bytes of each address as big-endian uint64."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint8).reshape(-1, ADDRESS_BYTES)
+    halves = rows.view(">u8").astype(np.uint64)
+    return halves[:, 0], halves[:, 1]
+
+
+def address_lookup(
+    table: np.ndarray, *queries: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ids of the distinct addresses of a small ``table``; each query row's id or -1.
+
+    ``table`` and ``queries`` are ``(n, 16)`` uint8 rows. Returns the table rows'
+    ids and, per query array, the id of each row (int64), -1 when the address is
+    not in the table. Costs O(q log t) per query array, with a Python loop only
+    over the distinct first halves of the table's addresses (one for IPv4).
+    """
+    hi, lo = _halves(table)
+    order = np.lexsort((lo, hi))
+    hi_sorted, lo_sorted = hi[order], lo[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (hi_sorted[1:] != hi_sorted[:-1]) | (lo_sorted[1:] != lo_sorted[:-1])
+    sorted_ids = np.cumsum(new) - 1
+    table_ids = np.empty(len(order), dtype=np.int64)
+    table_ids[order] = sorted_ids
+    unique_hi, unique_lo = hi_sorted[new], lo_sorted[new]
+
+    results = []
+    for query in queries:
+        q_hi, q_lo = _halves(query)
+        ids = np.full(len(q_hi), -1, dtype=np.int64)
+        for value in np.unique(unique_hi):
+            start = np.searchsorted(unique_hi, value, side="left")
+            stop = np.searchsorted(unique_hi, value, side="right")
+            candidates = unique_lo[start:stop]
+            rows = np.flatnonzero(q_hi == value)
+            at = np.searchsorted(candidates, q_lo[rows])
+            at_clipped = np.minimum(at, len(candidates) - 1)
+            found = candidates[at_clipped] == q_lo[rows]
+            ids[rows[found]] = start + at_clipped[found]
+        results.append(ids)
+    return table_ids, results

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from stfe_jax.labels.addresses import address_ids, address_rows
+from stfe_jax.labels.addresses import address_lookup, address_rows
 from stfe_jax.labels.mawilab import Anomaly
 
 LABEL_CODES = {"benign": 0, "notice": 1, "suspicious": 2, "anomalous": 3}
@@ -140,7 +140,7 @@ class MawilabMatch:
 
 def _join(flow_keys: np.ndarray, filter_keys: np.ndarray) -> tuple[np.ndarray, ...]:
     """All ``(flow, filter)`` index pairs whose keys are equal (sort + search)."""
-    order = np.argsort(flow_keys, kind="stable")
+    order = np.argsort(flow_keys)
     sorted_keys = flow_keys[order]
     lo = np.searchsorted(sorted_keys, filter_keys, side="left")
     hi = np.searchsorted(sorted_keys, filter_keys, side="right")
@@ -213,8 +213,9 @@ def _candidates(flows: _Flows, table: FilterTable, ids, n_addresses: int):
         b = flows.src if reverse else flows.dst
         port_a = flows.dport if reverse else flows.sport
         port_b = flows.sport if reverse else flows.dport
+        pair_key = np.where((a >= 0) & (b >= 0), a * n_addresses + b, -1)
         groups = (
-            (both, a * n_addresses + b, src_id * n_addresses + dst_id),
+            (both, pair_key, src_id * n_addresses + dst_id),
             (src_only, a, src_id),
             (dst_only, b, dst_id),
             (by_dport, port_b, table.dst_port),
@@ -224,10 +225,13 @@ def _candidates(flows: _Flows, table: FilterTable, ids, n_addresses: int):
             selected = np.flatnonzero(mask)
             if len(selected) == 0:
                 continue
+            # Flows whose key no filter can name (-1) stay out of the sort.
+            candidates = np.flatnonzero(flow_keys >= 0)
             f, j = _join(
-                flow_keys.astype(np.int64), filter_keys[selected].astype(np.int64)
+                flow_keys[candidates].astype(np.int64),
+                filter_keys[selected].astype(np.int64),
             )
-            yield _verify(flows, table, ids, (f, selected[j]), reverse)
+            yield _verify(flows, table, ids, (candidates[f], selected[j]), reverse)
         selected = np.flatnonzero(rest)
         if len(selected):
             logging.warning(
@@ -250,12 +254,16 @@ def match_flows(
     the epoch) and, when present, ``packet_count`` and ``fwd_packet_count``.
     """
     table = filter_table(anomalies)
-    (flow_src, flow_dst, filter_src, filter_dst), n_addresses = address_ids(
+    # Only addresses named by a filter get an id; other flow addresses get -1.
+    k = len(table)
+    filter_ids, (flow_src, flow_dst) = address_lookup(
+        np.concatenate([table.src_addr, table.dst_addr]),
         np.asarray(flow_meta["src_addr"]),
         np.asarray(flow_meta["dst_addr"]),
-        table.src_addr,
-        table.dst_addr,
     )
+    filter_src = np.where(table.has_src, filter_ids[:k], -1)
+    filter_dst = np.where(table.has_dst, filter_ids[k:], -1)
+    n_addresses = int(filter_ids.max()) + 1 if k else 0
     flows = _Flows(flow_meta, flow_src, flow_dst)
     ids = (filter_src, filter_dst)
 
@@ -287,10 +295,14 @@ def match_flows(
         severity = np.array([LABEL_CODES[a.label] for a in anomalies], dtype=np.int8)
         label_code[flow_sorted[first]] = severity[anomaly_sorted[first]]
 
-        pairs = np.unique(np.stack([flow_idx, anomaly_idx], axis=1), axis=0)
-        flows_per_anomaly = np.bincount(pairs[:, 1], minlength=len(anomalies))
-        losers = pairs[winner[pairs[:, 0]] != pairs[:, 1]]
-        for flow, anomaly in losers.tolist():
+        n_anomalies = max(len(anomalies), 1)
+        pairs = np.unique(flow_idx * n_anomalies + anomaly_idx)
+        pair_flow, pair_anomaly = pairs // n_anomalies, pairs % n_anomalies
+        flows_per_anomaly = np.bincount(pair_anomaly, minlength=len(anomalies))
+        lost = winner[pair_flow] != pair_anomaly
+        for flow, anomaly in zip(
+            pair_flow[lost].tolist(), pair_anomaly[lost].tolist(), strict=True
+        ):
             other.setdefault(flow, []).append(anomaly)
 
     logging.info(

@@ -2,8 +2,9 @@
 
 Flow metadata stores every address as 16 bytes (IPv4 as ``::ffff:a.b.c.d``). Label
 sources name addresses as text. These helpers turn text into such rows and give
-equal addresses equal small integers, so that matching can sort and join on plain
-integer keys instead of comparing byte rows flow by flow.
+the addresses a label source names small integer ids, looked up for every flow,
+so that matching can sort and join on plain integer keys instead of comparing
+byte rows flow by flow.
 """
 
 from __future__ import annotations
@@ -47,27 +48,6 @@ def address_text(row: np.ndarray) -> str:
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(address)
-
-
-def _as_void(rows: np.ndarray) -> np.ndarray:
-    rows = np.ascontiguousarray(rows, dtype=np.uint8).reshape(-1, ADDRESS_BYTES)
-    return rows.view(np.dtype((np.void, ADDRESS_BYTES))).ravel()
-
-
-def address_ids(*arrays: np.ndarray) -> tuple[list[np.ndarray], int]:
-    """One integer id per distinct address over all ``arrays`` of ``(n, 16)`` rows.
-
-    Returns the ids of each array's rows (int64, same order) and the number of
-    distinct addresses. Sorting-based: O(n log n), no Python loop over rows.
-    """
-    sizes = [len(a) for a in arrays]
-    if sum(sizes) == 0:
-        return [np.zeros(0, dtype=np.int64) for _ in arrays], 0
-    everything = np.concatenate([_as_void(a) for a in arrays])
-    unique, inverse = np.unique(everything, return_inverse=True)
-    inverse = inverse.astype(np.int64).ravel()
-    out = np.split(inverse, np.cumsum(sizes)[:-1])
-    return out, int(len(unique))
 
 
 def _halves(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 For every packet of a batch the decoder finds the network header behind the link
 layer (Ethernet with 802.1Q/QinQ tags, LLC/SNAP, PPPoE, MPLS and a few vendor
 shims; raw IP; Linux cooked SLL and SLL2; BSD loopback; PPP; Cisco HDLC; FDDI;
-NFLOG; IPNET), then reads the outermost IPv4
+Frame Relay; ARCNET; NFLOG; IPNET), then reads the outermost IPv4
 or IPv6 header (IPv4 options and IPv6 extension headers are walked) and the first
 bytes of the transport header, as far as the captured bytes go.
 """
@@ -257,6 +257,41 @@ def find_network(data, start, caplen, link_type):
         if ethertype < 0:
             return -1, 0, 0
         return _follow_ethertype(data, start, caplen, ethertype, pos)
+    if link_type == 107:  # Frame Relay: Q.922 address, then IETF or Cisco
+        address_len = 2
+        while address_len < 4 and address_len <= caplen:
+            if data[start + address_len - 1] & 1:  # address extension bit
+                break
+            address_len += 1
+        pos = address_len
+        if pos + 2 > caplen:
+            return -1, 0, 0
+        if data[start + pos] != 0x03:  # Cisco encapsulation: an ethertype
+            return _follow_ethertype(
+                data, start, caplen, _be16(data, start + pos), pos + 2
+            )
+        nlpid = data[start + pos + 1]
+        if nlpid == 0xCC:
+            return pos + 2, 0, 4
+        if nlpid == 0x8E:
+            return pos + 2, 0, 6
+        if nlpid == 0x80 and caplen >= pos + 7:  # SNAP: OUI, then an ethertype
+            return _follow_ethertype(
+                data, start, caplen, _be16(data, start + pos + 5), pos + 7
+            )
+        return -1, 0, 0
+    if link_type == 129:  # Linux ARCNET: source, destination, offset, protocol
+        if caplen < 5:
+            return -1, 0, 0
+        protocol = data[start + 4]
+        if protocol == 0xF0:  # RFC 1051 IP: no fragmentation header
+            return 5, 0, 4
+        if protocol == 0xD4 or protocol == 0xC4:  # RFC 1201 IPv4 / IPv6
+            family = 4 if protocol == 0xD4 else 6
+            if caplen >= 6 and data[start + 5] == 0xFF:  # exception packet
+                return 12, 0, family
+            return 8, 0, family
+        return -1, 0, 0
     if link_type == 10:  # FDDI: frame control and addresses, then LLC
         return _follow_ethertype(data, start, caplen, 0, 13)
     if link_type == 226:  # Solaris IPNET: 24-byte header, address family

@@ -14,6 +14,8 @@ IPV6 = 229
 LINUX_SLL2 = 276
 NULL = 0
 FDDI = 10
+FRELAY = 107
+ARCNET_LINUX = 129
 IPNET = 226
 NFLOG = 239
 
@@ -34,6 +36,8 @@ DECODED = frozenset(
         IPV6,
         LINUX_SLL2,
         FDDI,
+        FRELAY,
+        ARCNET_LINUX,
         IPNET,
         NFLOG,
     }

@@ -4,12 +4,16 @@
 content (MAWILab CSV or admd XML, CICFlowMeter CSV, per-capture manifest CSV),
 matches flows against every source, and applies the label policy
 (``labels.policy`` ``binary`` or ``family``; ``labels.suspicious``), see
-``policy``. When several sources label one flow, MAWILab wins over a CIC CSV,
-which wins over a per-capture class. MAWILab labels every flow (a flow no anomaly
-matches is benign); CIC rows and manifests leave flows they do not name
-unlabelled (class -1) unless ``labels.default_class`` names a class for them.
-With no label file at all, labelling is refused unless ``labels.default_class`` is
-set: a data set silently labelled all-normal trains a detector that never fires.
+``policy``; with MAWILab files the family policy always lists every family, so
+class ids do not change from day to day.
+
+When several sources label one flow, MAWILab wins over a CIC CSV, which wins over
+a per-capture class. MAWILab labels every flow (a flow no anomaly matches is
+benign); CIC rows and manifests leave flows they do not name unlabelled (class
+-1) unless ``labels.default_class`` names a class for them. With no label file at
+all, labelling is refused unless ``labels.default_class`` is set: a data set
+silently labelled all-normal trains a detector that never fires. Given both the
+XML and the CSV of one MAWILab file, only the XML is read (it has time windows).
 """
 
 from __future__ import annotations
@@ -242,7 +246,9 @@ def label_flows(
     if default_class:
         names[unlabelled] = default_class
     names = names.astype(str)
-    class_id, class_names = policy.assign_classes(label_policy, names, suspicious)
+    class_id, class_names = policy.assign_classes(
+        label_policy, names, suspicious, all_families=bool(mawilab_files)
+    )
     side["source_name"] = names
     counts = np.bincount(class_id[class_id >= 0], minlength=len(class_names))
     report["flows"] = n

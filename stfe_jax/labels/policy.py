@@ -122,13 +122,19 @@ class LabelPolicy:
         }
 
 
-def class_names(policy: LabelPolicy, names: np.ndarray) -> list[str]:
+def class_names(
+    policy: LabelPolicy, names: np.ndarray, all_families: bool = False
+) -> list[str]:
     """Class names, index = class id, for the label ``names`` present.
 
     ``names`` is an array of per-flow label names ('' = unlabelled); the names
-    ``suspicious`` only appear for MAWILab flows labelled suspicious.
+    ``suspicious`` only appear for MAWILab flows labelled suspicious. With
+    ``all_families`` every family is a class even when no flow has it, so that
+    class ids stay the same from one MAWILab day to the next.
     """
     present = {str(name) for name in np.unique(names)} - {""}
+    if all_families:
+        present |= set(FAMILIES)
     suspicious_apart = policy.suspicious == "separate"
     if policy.policy == "binary":
         classes = [NORMAL, "anomalous"]
@@ -148,7 +154,10 @@ def class_names(policy: LabelPolicy, names: np.ndarray) -> list[str]:
 
 
 def assign_classes(
-    policy: LabelPolicy, names: np.ndarray, suspicious: np.ndarray
+    policy: LabelPolicy,
+    names: np.ndarray,
+    suspicious: np.ndarray,
+    all_families: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Class id per flow (int32, -1 dropped/unlabelled) and the class names.
 
@@ -159,7 +168,7 @@ def assign_classes(
     names = np.asarray(names).astype(str)
     suspicious = np.asarray(suspicious, dtype=bool)
     present_names = np.where(suspicious & (policy.suspicious == "separate"), "", names)
-    classes = class_names(policy, present_names)
+    classes = class_names(policy, present_names, all_families)
     class_id = np.full(len(names), -1, dtype=np.int32)
 
     unique, inverse = np.unique(names, return_inverse=True)

@@ -137,6 +137,14 @@ def test_rows_match_flows_by_five_tuple_either_way_and_time(tmp_path, flow_id_on
     assert found.report["flows_matched_per_label"] == {"BENIGN": 2, "BOT": 2}
 
 
+def test_rows_of_bare_commas_are_skipped(tmp_path):
+    path = tmp_path / "flows.csv"
+    write_csv(path, ROWS)
+    with open(path, "a") as file:
+        file.write(",,,,,,,,\n" * 3)
+    assert len(read_cic_csv(path).label) == len(ROWS)
+
+
 def test_time_zone_shifts_matching(tmp_path):
     path = tmp_path / "flows.csv"
     write_csv(path, ROWS)

@@ -161,7 +161,7 @@ def read_cic_csv(path: str | pathlib.Path, timezone: str = "-03:00") -> CicRows:
     src, dst, sport, dport, proto, start, resolution, labels = ([] for _ in range(8))
     time_cache: dict[str, tuple[int, int]] = {}
     seen_rows: set[int] = set()
-    duplicates = 0
+    duplicates = empty_rows = 0
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
         reader = csv.reader(file)
         header = next(reader, None)
@@ -173,7 +173,9 @@ def read_cic_csv(path: str | pathlib.Path, timezone: str = "-03:00") -> CicRows:
             for key in ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
         )
         for line, row in enumerate(reader, start=2):
-            if not row:
+            if not any(field.strip() for field in row):
+                # Some CIC-IDS2017 files end in long runs of rows of bare commas.
+                empty_rows += 1
                 continue
             row_hash = hash(tuple(row))
             duplicates += row_hash in seen_rows
@@ -210,7 +212,13 @@ def read_cic_csv(path: str | pathlib.Path, timezone: str = "-03:00") -> CicRows:
         joined = b"".join(rows)
         return np.frombuffer(joined, dtype=np.uint8).reshape(len(rows), ADDRESS_BYTES)
 
-    logging.info("CIC CSV %s: %d rows", path, n_rows_hint)
+    logging.info(
+        "CIC CSV %s: %d rows (%d duplicates), %d empty rows skipped",
+        path,
+        n_rows_hint,
+        duplicates,
+        empty_rows,
+    )
     return CicRows(
         src_addr=addresses(src),
         dst_addr=addresses(dst),

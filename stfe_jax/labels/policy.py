@@ -180,8 +180,9 @@ def assign_classes(
             per_name[i] = 0
         elif policy.policy == "binary":
             per_name[i] = 1
-        else:
+        elif name in classes:
             per_name[i] = classes.index(name)
+        # else: a name only suspicious flows carry, set apart below.
     class_id[:] = per_name[inverse.ravel()]
 
     if policy.suspicious == "drop":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
+import pytest
 
 from stfe_jax.synth import packets as p
 from stfe_jax.synth import writers
@@ -164,3 +165,104 @@ def train_tiny_model(
         )
     )
     return model_dir
+
+
+# Training of the shared test model: the tiny config with more steps than its
+# default 60, so that the model separates the injected anomalies reliably.
+SYNTHETIC_SCALE = 0.2
+TRAIN_OVERRIDES = ("train.steps=600", "train.eval_every=100")
+
+
+def train_synthetic_model(
+    workdir: pathlib.Path, model: str = "cnn_lstm"
+) -> pathlib.Path:
+    """Trains the tiny ``model`` on the built-in synthetic day (seed 0); returns
+    the model dir."""
+    from stfe_jax import main
+
+    model_dir = workdir / "model"
+    main.train_job(
+        main.JobOptions(
+            model=model,
+            tiny=True,
+            synthetic_scale=SYNTHETIC_SCALE,
+            synthetic_seed=0,
+            workdir=str(model_dir),
+            overrides=list(TRAIN_OVERRIDES),
+        )
+    )
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> pathlib.Path:
+    """A tiny CNN-LSTM trained on the built-in synthetic day (shared by the tests)."""
+    workdir = tmp_path_factory.mktemp("detect_model")
+    return train_synthetic_model(workdir)
+
+
+def flow_truth(capture: pathlib.Path, label_paths, flows_config) -> dict:
+    """Ground truth of every flow of ``capture``: identity -> class name.
+
+    Flows are cut with ``flows_config`` (as detection cuts them) and labelled from
+    the MAWILab-format files with the binary policy; the identity is (first packet
+    ns, source address text, source port, destination address text, destination
+    port, protocol), the fields of an alert record.
+    """
+    from stfe_jax import labels
+    from stfe_jax.capture import open_capture
+    from stfe_jax.detect.alerts import address_text
+    from stfe_jax.flows import cut_flows
+
+    parts = []
+    with open_capture(capture) as opened:
+        parts.extend(cut_flows(opened.batches(), flows_config))
+    meta = {
+        name: np.concatenate([getattr(part, name) for part in parts])
+        for name in (
+            "start_ns",
+            "end_ns",
+            "protocol",
+            "src_addr",
+            "dst_addr",
+            "src_port",
+            "dst_port",
+            "capture_index",
+            "ip_version",
+            "packet_count",
+        )
+    }
+    labelled = labels.label_flows(
+        meta, [str(capture)], [str(p) for p in label_paths], {"policy": "binary"}
+    )
+    truth = {}
+    for i in range(len(meta["start_ns"])):
+        version = int(meta["ip_version"][i])
+        identity = alert_identity_of(
+            int(meta["start_ns"][i]),
+            address_text(meta["src_addr"][i], version),
+            int(meta["src_port"][i]),
+            address_text(meta["dst_addr"][i], version),
+            int(meta["dst_port"][i]),
+            int(meta["protocol"][i]),
+        )
+        class_id = int(labelled.class_id[i])
+        truth[identity] = labelled.class_names[class_id] if class_id >= 0 else None
+    return truth
+
+
+def alert_identity_of(start_ns, src_addr, src_port, dst_addr, dst_port, protocol):
+    """The identity of a flow as ``flow_truth`` keys it."""
+    return (start_ns, src_addr, src_port, dst_addr, dst_port, protocol)
+
+
+def alert_identity(alert: dict) -> tuple:
+    """The identity of the flow of an alert record."""
+    return alert_identity_of(
+        alert["first_packet_ns"],
+        alert["src_addr"],
+        alert["src_port"],
+        alert["dst_addr"],
+        alert["dst_port"],
+        alert["protocol"],
+    )

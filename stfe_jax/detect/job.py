@@ -10,7 +10,7 @@ import sys
 from absl import logging
 
 from stfe_jax.detect import alerts as alerts_lib
-from stfe_jax.detect import checkpoint, offline, tools
+from stfe_jax.detect import checkpoint, live, offline, tools
 from stfe_jax.detect.sink import AlertSink
 
 ALERTS_FILE = "alerts.jsonl"
@@ -50,8 +50,6 @@ def run(options, out=None) -> dict:
     if options.explain:
         tools.require_tool("tshark", "--explain (Wireshark dissection of alerts)")
     if options.interface:
-        from stfe_jax.detect import live
-
         live.find_capture_tool()
         paths = []
     else:
@@ -66,7 +64,10 @@ def run(options, out=None) -> dict:
     live_capture_file = None
     with open(alerts_path, "w", encoding="utf-8") as stream:
         sink = AlertSink(
-            detector, alerts_lib.AlertWriter(stream), keep_top=max(options.explain, 0)
+            detector,
+            alerts_lib.AlertWriter(stream),
+            keep_top=max(options.explain, 0),
+            min_batch=live.LIVE_MIN_BATCH if options.interface else None,
         )
         if options.interface:
             live_capture_file = out_dir / "live.pcapng" if options.explain else None

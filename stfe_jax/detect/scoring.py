@@ -1,8 +1,9 @@
 """Scoring flows with a trained model: jit-compiled, in padded fixed-size batches.
 
-Batch sizes are powers of two between ``min_batch`` and ``max_batch``, so a stream
-of flow batches of any length compiles the model a handful of times at most (a
-live detector scores a few flows at a time, an offline one full batches).
+Batch sizes run from ``min_batch`` up to ``max_batch`` in steps of ``growth``
+(8, 64, 512, ...), so a stream of flow batches of any length compiles the model a
+handful of times at most (a live detector scores a few flows at a time and warms
+every size up before the capture starts; an offline one scores full batches).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FlowScorer:
         normal_class: int,
         max_batch: int = 1024,
         min_batch: int = 8,
+        growth: int = 8,
     ):
         if max_batch < 1 or min_batch < 1:
             raise ValueError(
@@ -41,6 +43,7 @@ class FlowScorer:
         self.normal_class = int(normal_class)
         self.max_batch = int(max_batch)
         self.min_batch = min(int(min_batch), self.max_batch)
+        self.growth = max(int(growth), 2)
         self.params = jax.device_put(params)
         self.compiled_sizes: set[int] = set()
         self.flows_scored = 0
@@ -55,8 +58,33 @@ class FlowScorer:
     def _padded_size(self, n: int) -> int:
         size = self.min_batch
         while size < n and size < self.max_batch:
-            size *= 2
+            size *= self.growth
         return min(size, self.max_batch)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Every padded batch size this scorer can compile."""
+        sizes, size = [], self.min_batch
+        while size < self.max_batch:
+            sizes.append(size)
+            size *= self.growth
+        return [*sizes, self.max_batch]
+
+    def warm_up(self, example: dict) -> float:
+        """Compiles every batch size on zero inputs shaped like ``example`` (a
+        model input dict of one or more flows); returns the seconds it took."""
+        started = time.perf_counter()
+        columns = {
+            name: np.zeros(
+                (1, *np.shape(example[name])[1:]), np.asarray(example[name]).dtype
+            )
+            for name in MODEL_INPUTS
+        }
+        for size in self.batch_sizes:
+            if size not in self.compiled_sizes:
+                padded = {k: np.repeat(v, size, axis=0) for k, v in columns.items()}
+                self._score_chunk(padded, 0, size)
+        return time.perf_counter() - started
 
     def _score_chunk(self, columns: dict, start: int, stop: int) -> np.ndarray:
         n = stop - start

@@ -314,6 +314,16 @@ def test_short_flow_pads_absent_packets_with_zero_caplen():
     assert not flows.packets[0, 1:].any()
 
 
+def test_reused_flow_slot_leaves_nothing_of_its_earlier_flow():
+    long_flow = tcp_session("10.0.0.1", "10.0.0.2", 40000, 80, T0)  # 8 packets
+    later = (T0 + S, udp_frame("10.0.0.3", "10.0.0.4", 7, 9, b"x"))
+    flows, _ = cut([*long_flow, later], batch_size=8)
+    short = int(np.flatnonzero(flows.packet_count == 1)[0])
+    assert flows.packet_caplen[short].tolist() == [29] + [0] * 7
+    assert not flows.packets[short, 1:].any()
+    assert not flows.direction[short].any() and not flows.iat_s[short].any()
+
+
 def test_flows_of_one_capture_carry_its_index():
     stream = cut_flows(
         [packet_batch([(T0, udp_frame("10.0.0.1", "10.0.0.2", 7, 9))])],

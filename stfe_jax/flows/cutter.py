@@ -174,12 +174,21 @@ class FlowTable:
         addr = self._s_addr[slots]
         port = self._s_port[slots]
         u8 = self._s_u8[slots]
+        n_packets = i64[:, kernel.S_NSAMPLE].astype(np.int32)
+        packets = self._s_bytes[slots]
+        packet_caplen = self._s_caplen[slots]
+        direction = self._s_dir[slots]
+        iat_s = self._s_iat[slots]
+        # A reused slot still holds the rows of its earlier flow past n_packets.
+        absent = np.arange(self.options.packets_per_flow) >= n_packets[:, None]
+        for array in (packets, packet_caplen, direction, iat_s):
+            array[absent] = 0
         return FlowBatch(
-            packets=self._s_bytes[slots],
-            packet_caplen=self._s_caplen[slots],
-            direction=self._s_dir[slots],
-            iat_s=self._s_iat[slots],
-            n_packets=i64[:, kernel.S_NSAMPLE].astype(np.int32),
+            packets=packets,
+            packet_caplen=packet_caplen,
+            direction=direction,
+            iat_s=iat_s,
+            n_packets=n_packets,
             start_ns=i64[:, kernel.S_START].copy(),
             end_ns=i64[:, kernel.S_LAST].copy(),
             protocol=u8[:, kernel.U_PROTO].copy(),

@@ -208,7 +208,8 @@ class Capture:
         finally:
             self._add_end_warnings()
             elapsed = max(time.monotonic() - started_at, 1e-9)
-            logging.info(
+            logging.log(
+                logging.INFO if elapsed > 1.0 else logging.DEBUG,
                 "%s: %d packets in %.2f s (%.0f packets/s)",
                 self.path,
                 self.packets_read,

@@ -216,12 +216,6 @@ def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> Prepared
             len(captures),
             time.perf_counter() - started,
         )
-    if not label_paths:
-        raise ValueError(
-            "no label files: pass --labels (MAWILab CSV/XML, a flow CSV, or a CSV "
-            "mapping capture files to classes)"
-        )
-
     meta = {name: store.column(name)[:] for name in _FLOW_META_COLUMNS}
     labelled = labels_lib.label_flows(meta, store.captures, label_paths, config.labels)
     class_id = np.asarray(labelled.class_id, dtype=np.int32)
@@ -230,6 +224,7 @@ def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> Prepared
         "labels",
         {"class_names": list(labelled.class_names), "report": labelled.report},
     )
+    _write_label_side_data(store, labelled.side)
 
     split = splits.assign_split(
         meta["start_ns"],
@@ -280,6 +275,8 @@ _FLOW_META_COLUMNS = (
     "src_port",
     "dst_port",
     "capture_index",
+    "packet_count",
+    "fwd_packet_count",
 )
 _SAMPLE_AND_FLOW_COLUMNS = (
     "packets",
@@ -295,6 +292,21 @@ _SAMPLE_AND_FLOW_COLUMNS = (
     "fwd_packet_count",
     "tcp_flags_seen",
 )
+
+
+def _write_label_side_data(store, side: dict) -> None:
+    """Keeps what each label source said of each flow beside the store."""
+    documents = {}
+    for name, value in side.items():
+        array = np.asarray(value) if not isinstance(value, dict) else None
+        if array is not None and array.ndim >= 1 and len(array) == store.num_flows:
+            if array.dtype == object or array.dtype.kind == "U":
+                array = array.astype(str).astype("S")
+            store.write_side_array(f"label_{name}", array)
+        else:
+            documents[name] = value
+    if documents:
+        store.write_side_json("label_side", documents)
 
 
 def _log_dataset(class_names, class_id, split, duplicate_share) -> None:

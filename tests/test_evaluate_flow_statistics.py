@@ -142,3 +142,19 @@ def test_baseline_samples_training_flows():
         max_train_flows=50,
     )
     assert entry["n_train"] == 50 and entry["n_train_total"] == 200
+
+
+def test_baseline_threshold_on_validation_flows():
+    labels, arrays = _toy_store(400, seed=3)
+    entry = fs.flow_statistics_baseline(
+        arrays,
+        labels,
+        np.arange(250),
+        np.arange(300, 400),
+        ["benign", "anomalous"],
+        seed=0,
+        val_idx=np.arange(250, 300),
+    )
+    assert entry["n_val"] == 50
+    assert entry["operating_point"]["n_flows"] == 50
+    assert entry["metrics"]["threshold"] == entry["operating_point"]["threshold"]

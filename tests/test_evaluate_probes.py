@@ -108,3 +108,34 @@ def test_mismatched_rows_are_named():
             CLASS_NAMES,
             0,
         )
+
+
+def test_probe_threshold_is_chosen_on_validation_features():
+    train_x, train_y = _toy_features(600, True, seed=7)
+    val_x, val_y = _toy_features(200, True, seed=8)
+    test_x, test_y = _toy_features(300, True, seed=9)
+    result = probes.feature_probe(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        CLASS_NAMES,
+        0,
+        val_features=val_x,
+        val_labels=val_y,
+    )
+    for entry in result.values():
+        point = entry["operating_point"]
+        assert entry["n_val"] == 200
+        assert point["rule"] == "max_f1" and point["n_flows"] == 200
+        assert entry["metrics"]["threshold"] == point["threshold"]
+        assert entry["metrics_argmax"]["threshold"] is None
+        assert entry["metrics"]["accuracy"] > 0.9
+
+    no_val = probes.feature_probe(train_x, train_y, test_x, test_y, CLASS_NAMES, 0)
+    assert no_val["random_forest"]["operating_point"] is None
+    assert "metrics_argmax" not in no_val["random_forest"]
+    with pytest.raises(ValueError, match="both or neither"):
+        probes.feature_probe(
+            train_x, train_y, test_x, test_y, CLASS_NAMES, 0, val_features=val_x
+        )

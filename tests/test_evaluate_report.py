@@ -106,6 +106,7 @@ def test_model_report_files_and_numbers(tmp_path):
 
     probes = summary["probes"]
     assert set(probes) == {"logistic_regression", "random_forest"}
+    assert probes["random_forest"]["operating_point"] is None  # no val features
     lr_accuracy = probes["logistic_regression"]["metrics"]["accuracy"]
     assert f"| features + logistic regression | {lr_accuracy:.4f} |" in markdown
 
@@ -252,5 +253,7 @@ def test_training_loop_layout_is_accepted(tmp_path):
     assert summary["timing"] == {"compile_s": 2.5, "steps_per_s": 7.25}
     assert "params" not in summary
     assert set(summary["probes"]) == {"logistic_regression", "random_forest"}
+    for probe in summary["probes"].values():  # thresholds from the val features
+        assert probe["n_val"] == 200 and probe["operating_point"]["n_flows"] == 200
     assert "| steps_per_s | 7.2500 |" in markdown
     assert '"n_test": 300' in markdown

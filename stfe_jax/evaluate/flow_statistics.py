@@ -158,6 +158,7 @@ def flow_statistics_baseline(
     *,
     normal_class: int = 0,
     max_train_flows: int | None = probes.MAX_PROBE_TRAIN_FLOWS,
+    val_idx: np.ndarray | None = None,
 ) -> dict:
     """A random forest on the flow statistics of the training flows, scored on
     the test flows.
@@ -170,6 +171,9 @@ def flow_statistics_baseline(
       seed: seed of the training sample and the forest.
       normal_class: index of the benign class.
       max_train_flows: fit on a seeded sample of at most this many training flows.
+      val_idx: optional int flow indices of the validation split, on which the
+        anomaly-score threshold is chosen (see ``probes.fit_and_evaluate``);
+        without, the forest predicts its most probable class.
 
     Returns:
       The entry of ``probes.fit_and_evaluate`` named ``BASELINE_NAME``, with
@@ -180,6 +184,8 @@ def flow_statistics_baseline(
     train_idx = np.asarray(train_idx, dtype=np.int64)
     test_idx = np.asarray(test_idx, dtype=np.int64)
     sampled = train_idx[probes.training_sample(train_idx.size, max_train_flows, seed)]
+    if val_idx is not None:
+        val_idx = np.asarray(val_idx, dtype=np.int64)
     entry = probes.fit_and_evaluate(
         "random_forest",
         flow_statistics_matrix(arrays, sampled),
@@ -192,6 +198,8 @@ def flow_statistics_baseline(
         name=BASELINE_NAME,
         max_train_flows=None,
         feature_names=FLOW_STATISTIC_COLUMNS,
+        val_x=None if val_idx is None else flow_statistics_matrix(arrays, val_idx),
+        val_y=None if val_idx is None else labels[val_idx],
     )
     entry["n_train_total"] = int(train_idx.size)
     entry["columns"] = list(FLOW_STATISTIC_COLUMNS)

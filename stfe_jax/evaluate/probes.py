@@ -1,9 +1,9 @@
 """Probes of learned features: classical classifiers trained on a model's features.
 
 The second check of the method: the layer before a network's classifier is
-extracted for training and test flows, and scikit-learn's logistic regression
-and random forest are trained on it. Their test metrics compare the features
-themselves, apart from the network's own classifier head.
+extracted for training, validation and test flows, and scikit-learn's logistic
+regression and random forest are trained on it. Their test metrics compare the
+features themselves, apart from the network's own classifier head.
 """
 
 from __future__ import annotations
@@ -91,15 +91,23 @@ def fit_and_evaluate(
     name: str | None = None,
     max_train_flows: int | None = MAX_PROBE_TRAIN_FLOWS,
     feature_names: Sequence[str] | None = None,
+    val_x: np.ndarray | None = None,
+    val_y: np.ndarray | None = None,
 ) -> dict:
     """Fits one classifier (see ``make_classifier``) and evaluates it on test.
 
+    With validation flows (``val_x``, ``val_y``) the anomaly-score threshold is
+    chosen on them by ``metrics.choose_threshold`` (max F1), as for the networks;
+    without, the classifier predicts its most probable class.
+
     Returns ``name``, ``classifier``, ``n_train`` (flows fitted on), ``n_train_total``,
-    ``n_test``, ``fit_s`` (seconds) and ``metrics`` (``classification_metrics``,
-    argmax decision), or ``skipped`` (the reason) instead of ``metrics`` when the
-    training flows hold a single class. With ``feature_names`` (one per feature
-    column) a random forest also reports ``feature_importances`` (name ->
-    impurity importance, largest first).
+    ``n_test``, ``n_val``, ``fit_s`` (seconds), ``operating_point`` (the
+    ``choose_threshold`` dict, or None) and ``metrics`` (``classification_metrics``
+    of the test flows at that threshold), plus ``metrics_argmax`` when a threshold
+    was chosen; or ``skipped`` (the reason) instead of metrics when the training
+    flows hold a single class. With ``feature_names`` (one per feature column) a
+    random forest also reports ``feature_importances`` (name -> impurity
+    importance, largest first).
     """
     name = name or CLASSIFIER_NAMES[kind]
     train_x = np.asarray(train_x, dtype=np.float32).reshape(len(train_y), -1)
@@ -113,7 +121,9 @@ def fit_and_evaluate(
         "n_train": int(rows.shape[0]),
         "n_train_total": int(train_y.shape[0]),
         "n_test": int(test_y.shape[0]),
+        "n_val": 0 if val_y is None else int(len(val_y)),
         "n_features": int(train_x.shape[1]),
+        "operating_point": None,
     }
     present = np.unique(train_y[rows])
     if present.shape[0] < 2:
@@ -134,10 +144,24 @@ def fit_and_evaluate(
             key=lambda item: -item[1],
         )
         entry["feature_importances"] = {k: float(v) for k, v in ranked}
+    threshold = None
+    if entry["n_val"] > 0:
+        val_x = np.asarray(val_x, dtype=np.float32).reshape(entry["n_val"], -1)
+        point = metrics_lib.choose_threshold(
+            np.asarray(val_y, dtype=np.int64),
+            class_probabilities(classifier, val_x, len(class_names)),
+            normal_class=normal_class,
+        )
+        entry["operating_point"] = point
+        threshold = point["threshold"]
     probs = class_probabilities(classifier, test_x, len(class_names))
     entry["metrics"] = metrics_lib.classification_metrics(
-        test_y, probs, class_names, normal_class=normal_class
+        test_y, probs, class_names, normal_class=normal_class, threshold=threshold
     )
+    if threshold is not None:
+        entry["metrics_argmax"] = metrics_lib.classification_metrics(
+            test_y, probs, class_names, normal_class=normal_class
+        )
     logging.info(
         "%s: fitted on %d flows x %d features in %.1f s; test accuracy %.4f, "
         "macro F1 %.4f",
@@ -161,6 +185,8 @@ def feature_probe(
     *,
     normal_class: int = 0,
     max_train_flows: int | None = MAX_PROBE_TRAIN_FLOWS,
+    val_features: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
 ) -> dict:
     """Trains logistic regression and a random forest on learned flow features.
 
@@ -173,6 +199,9 @@ def feature_probe(
       seed: seed of the training sample and the classifiers.
       normal_class: index of the benign class.
       max_train_flows: fit on a seeded sample of at most this many training flows.
+      val_features: optional float (v, d), learned features of validation flows,
+        on which each probe's anomaly-score threshold is chosen.
+      val_labels: int (v,), their classes.
 
     Returns:
       ``{"logistic_regression": entry, "random_forest": entry}``, each entry as
@@ -188,6 +217,15 @@ def feature_probe(
             f"test_features: expected {len(test_labels)} rows (one per label), "
             f"found {np.asarray(test_features).shape[0]}"
         )
+    if (val_features is None) != (val_labels is None):
+        raise ValueError("val_features and val_labels: give both or neither")
+    if val_features is not None and np.asarray(val_features).shape[0] != len(
+        val_labels
+    ):
+        raise ValueError(
+            f"val_features: expected {len(val_labels)} rows (one per label), "
+            f"found {np.asarray(val_features).shape[0]}"
+        )
     return {
         kind: fit_and_evaluate(
             kind,
@@ -199,6 +237,8 @@ def feature_probe(
             seed=seed,
             normal_class=normal_class,
             max_train_flows=max_train_flows,
+            val_x=val_features,
+            val_y=val_labels,
         )
         for kind in ("logistic_regression", "random_forest")
     }

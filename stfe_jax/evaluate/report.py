@@ -20,8 +20,10 @@ missing key leaves its section out of the report):
   validation flows at the threshold; computed from ``test`` / ``val`` when absent.
   ``metrics_argmax`` (test flows, argmax decision) is added when a threshold is set.
 - ``features``: ``{"train": float (m, d), "train_labels": int (m,),
-  "test": float (k, d), "test_labels": int (k,)}``, the learned features (the
-  layer before the classifier) of training and test flows.
+  "test": float (k, d), "test_labels": int (k,)}`` and optionally ``"val"``,
+  ``"val_labels"``: the learned features (the layer before the classifier) of
+  training, test and validation flows. With validation features, each probe
+  chooses its threshold on them as the networks do.
 - ``probes``: the dict returned by ``probes.feature_probe``; computed from
   ``features`` when absent.
 - ``baseline``: the dict returned by ``flow_statistics.flow_statistics_baseline``.
@@ -231,6 +233,9 @@ def from_training_layout(result: Mapping) -> dict:
             "test": test["features"],
             "test_labels": test["labels"],
         }
+        val = splits.get("val")
+        if _has_rows(val, "features"):
+            result["features"].update(val=val["features"], val_labels=val["labels"])
     if result.get("timing") is None and result.get("timings") is not None:
         result["timing"] = result["timings"]
     return result
@@ -290,6 +295,11 @@ def complete_result(result: Mapping, config=None) -> dict:
             class_names,
             seed=int(result.get("seed", _config_seed(config))),
             normal_class=normal_class,
+            **(
+                {"val_features": features["val"], "val_labels": features["val_labels"]}
+                if _has_rows(features, "val_labels")
+                else {}
+            ),
         )
     return result
 
@@ -654,9 +664,9 @@ def write_comparison(
     notes = [
         "Precision, recall and F1 are macro averages over classes. Detection rate "
         "and false alarm rate are those of the attack-versus-normal decision; ROC "
-        "and PR AUC are of the anomaly score 1 - p(normal). Models use the "
-        "threshold chosen on validation flows where one was chosen; probes and the "
-        "baseline predict their most probable class."
+        "and PR AUC are of the anomaly score 1 - p(normal). Each row decides by "
+        "an anomaly-score threshold chosen on validation flows (max F1) where "
+        "validation flows were given, else by the most probable class (Decision)."
     ]
     for result in results.values():
         notes += _skipped_notes(result)

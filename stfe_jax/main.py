@@ -403,6 +403,7 @@ def flow_statistics_baseline(data: PreparedData, config) -> dict:
         dataset.class_names,
         seed=config.split.seed,
         normal_class=dataset.normal_class,
+        val_idx=dataset.val_idx,
     )
     logging.info(
         "Flow-statistics random forest fitted in %.1f s", time.perf_counter() - started
@@ -449,6 +450,10 @@ def report_result(name: str, trained: dict, data: PreparedData, config, baseline
             "test": splits["test"]["features"],
             "test_labels": splits["test"]["labels"],
         }
+        if "val" in splits:
+            result["features"].update(
+                val=splits["val"]["features"], val_labels=splits["val"]["labels"]
+            )
     return result
 
 

@@ -359,9 +359,47 @@ def train_job(options: JobOptions) -> dict:
 
     table = report.write_comparison(workdir, results, base_config, title=data.title)
     print(table)
-    with open(workdir / "job.json", "w") as f:
-        json.dump(dataclasses.asdict(options), f, indent=2, default=str)
+    write_provenance(workdir, options)
     return results
+
+
+def write_provenance(workdir: pathlib.Path, options: JobOptions) -> None:
+    """Writes ``job.json``: the command line, options, commit, machine and date."""
+    import platform
+    import subprocess
+    import sys
+
+    import jax
+
+    def git(*args: str) -> str | None:
+        try:
+            completed = subprocess.run(
+                ["git", *args],
+                cwd=pathlib.Path(__file__).resolve().parents[1],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return completed.stdout.strip() if completed.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    record = {
+        "command": " ".join(["python", *sys.argv]),
+        "options": dataclasses.asdict(options),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_tree_dirty": None if status is None else bool(status),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "jax_devices": [str(d) for d in jax.devices()],
+        },
+        "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
+    with open(workdir / "job.json", "w") as f:
+        json.dump(record, f, indent=2, default=str)
 
 
 PREPROCESSING_RECORD = "preprocessing.json"

@@ -2,12 +2,13 @@
 
 ``generate_day`` writes a SYNTHETIC capture in the form of a MAWI samplepoint-F trace
 (Ethernet, snaplen 96, every packet cut at the end of its transport header, wire
-lengths kept, scrambled-looking addresses, IPv4 and some IPv6, 15 minutes from
-14:00 JST) holding background traffic of many hosts and services and injected
-anomalies of MAWILab's main kinds, and writes the day's labels in MAWILab's own CSV
-and admd XML formats. Nothing in it is real traffic; it exists so that the whole
-pipeline can run, and be tested, without downloading a MAWI day. Results on it are a
-pipeline check, never evidence about real traffic.
+lengths kept, scrambled-looking addresses, IPv4 and some IPv6, flows seen in one
+direction only, a few packets missed, 15 minutes from 14:00 JST) holding background
+traffic of many hosts and services and injected anomalies of MAWILab's main kinds,
+and writes the day's labels in MAWILab's own CSV and admd XML formats. Nothing in
+it is real traffic; it exists so that the whole pipeline can run, and be tested,
+without downloading a MAWI day. Results on it are a pipeline check, never evidence
+about real traffic.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from stfe_jax.synth.traffic import SECOND_NS
 
 SNAPLEN = 96
 DURATION_S = 900.0
+# Share of packets the capture misses, as MAWI traces miss some (TCP gaps follow).
+CAPTURE_LOSS = 0.001
 # MAWI samplepoint-F daily traces start at 14:00 JST, 05:00 UTC.
 TRACE_START_UTC = datetime.time(5, 0)
 
@@ -400,7 +403,8 @@ def generate_day(
     injected_tables, injected = _inject(rng, hosts, background, start_ns, scale)
     table = fr.PacketTable.concatenate([background.table, *injected_tables])
     inside_trace = (table.ts_ns >= start_ns) & (table.ts_ns < end_ns)
-    table = table.take(inside_trace)
+    captured = rng.random(len(table)) >= CAPTURE_LOSS
+    table = table.take(inside_trace & captured)
     table = table.take(np.argsort(table.ts_ns, kind="stable"))
 
     described = injected + _notice(rng, background)

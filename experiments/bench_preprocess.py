@@ -83,15 +83,22 @@ def make_capture(path: pathlib.Path, min_packets: int) -> int:
             return info["packets"]
 
     # One pass: every source capture after the previous one, 1 s apart, its
-    # records in time order (a few sources hold timestamps that go backwards).
+    # records in time order (a few sources hold timestamps that go backwards) and
+    # gaps over an hour cut to an hour (some span years; both sides of such a gap
+    # are far beyond any flow timeout either way).
     one_pass, cursor = [], 1_500_000_000 * NS
     for source in source_captures():
         records = sorted(read_pcap_records(source), key=lambda r: r[0])
         if not records:
             continue
-        first = records[0][0]
-        one_pass += [(cursor + ts - first, data, wl) for ts, data, wl in records]
-        cursor = one_pass[-1][0] + NS
+        ts = np.array([r[0] for r in records], dtype=np.int64)
+        gaps = np.minimum(np.diff(ts, prepend=ts[0]), 3600 * NS)
+        shifted = cursor + np.cumsum(gaps)
+        one_pass += [
+            (int(t), data, wl)
+            for t, (_, data, wl) in zip(shifted, records, strict=True)
+        ]
+        cursor = int(shifted[-1]) + NS
     span = cursor - 1_500_000_000 * NS
     repeats = -(-min_packets // len(one_pass))
 
@@ -134,6 +141,10 @@ def _mask_row(row: bytearray, kept: int, version: int, proto: int, l4: int, o) -
         return
     if o.mask_ports and proto in PORT_PROTOCOLS:
         zero(l4, l4 + 4)
+    if o.mask_ip_checksum_id:
+        checksum_at = {6: 16, 17: 6, 58: 2}.get(proto)
+        if checksum_at is not None:
+            zero(l4 + checksum_at, l4 + checksum_at + 2)
     if proto != 6:
         return
     if o.mask_tcp_seq_ack:

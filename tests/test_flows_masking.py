@@ -92,7 +92,8 @@ L4_V6 = 48
     [
         ("mask_addresses", set(range(12, 20))),
         ("mask_ports", set(range(L4_V4, L4_V4 + 4))),
-        ("mask_ip_checksum_id", {4, 5, 10, 11}),
+        # IP checksum and ID, and the TCP checksum (it covers the addresses).
+        ("mask_ip_checksum_id", {4, 5, 10, 11, L4_V4 + 16, L4_V4 + 17}),
         ("mask_ttl", {8}),
         ("mask_tcp_seq_ack", set(range(L4_V4 + 4, L4_V4 + 12))),
         # TSval and TSecr: after the header's 20 bytes, two NOPs, kind and length.
@@ -111,7 +112,8 @@ def test_ipv4_mask_zeroes_exactly_its_field(mask, positions):
         ("mask_ttl", {7}),
         ("mask_tcp_seq_ack", set(range(L4_V6 + 4, L4_V6 + 12))),
         ("mask_tcp_timestamps", set(range(L4_V6 + 24, L4_V6 + 32))),
-        ("mask_ip_checksum_id", set()),  # IPv6 has neither
+        # IPv6 has no header checksum or ID: only the TCP checksum.
+        ("mask_ip_checksum_id", {L4_V6 + 16, L4_V6 + 17}),
     ],
 )
 def test_ipv6_mask_zeroes_exactly_its_field(mask, positions):

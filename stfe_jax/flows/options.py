@@ -4,7 +4,9 @@ Masking defaults: IP addresses and ports are masked (zeroed in the sample tensor
 in the flow metadata) because a model that sees the hosts and services of one trace
 learns to recognise those hosts, and that knowledge does not carry over to another
 network or another day; the other masks are off by default and exist to test which
-header fields a trained model leans on.
+header fields a trained model leans on. ``mask_ip_checksum_id`` also zeroes the
+TCP, UDP and ICMPv6 checksums, which cover the addresses through the pseudo-header
+(with addresses masked, they would still tell hosts apart).
 """
 
 from __future__ import annotations

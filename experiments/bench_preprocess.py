@@ -72,14 +72,15 @@ def read_pcap_records(path: pathlib.Path) -> list[tuple[int, bytes, int]]:
     return records
 
 
-def make_capture(path: pathlib.Path, min_packets: int) -> int:
-    """Write a capture of at least ``min_packets`` packets; returns its packets."""
+def make_capture(path: pathlib.Path, min_packets: int, factor: int = 1) -> int:
+    """Write ``factor`` times the shortest capture of at least ``min_packets``
+    packets made of whole passes over the sources; returns its packets."""
     from stfe_jax.synth.writers import write_pcap
 
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
         info = json.loads(meta.read_text())
-        if info.get("min_packets") == min_packets:
+        if info.get("min_packets") == min_packets and info.get("factor") == factor:
             return info["packets"]
 
     # One pass: every source capture after the previous one, 1 s apart, its
@@ -100,7 +101,7 @@ def make_capture(path: pathlib.Path, min_packets: int) -> int:
         ]
         cursor = int(shifted[-1]) + NS
     span = cursor - 1_500_000_000 * NS
-    repeats = -(-min_packets // len(one_pass))
+    repeats = -(-min_packets // len(one_pass)) * factor
 
     def records():
         for k in range(repeats):
@@ -108,7 +109,8 @@ def make_capture(path: pathlib.Path, min_packets: int) -> int:
                 yield ts + k * span, data, wirelen
 
     count = write_pcap(path, records())
-    meta.write_text(json.dumps({"min_packets": min_packets, "packets": count}))
+    info = {"min_packets": min_packets, "factor": factor, "packets": count}
+    meta.write_text(json.dumps(info))
     return count
 
 
@@ -520,14 +522,11 @@ def main() -> None:
     work = pathlib.Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     config = json.loads(args.flows_config)
-    lengths = {
-        "1x": args.min_packets,
-        f"{args.long_factor}x": args.min_packets * args.long_factor,
-    }
+    lengths = {"1x": 1, f"{args.long_factor}x": args.long_factor}
     captures = {}
-    for name, minimum in lengths.items():
+    for name, factor in lengths.items():
         path = work / f"capture_{name}.pcap"
-        count = make_capture(path, minimum)
+        count = make_capture(path, args.min_packets, factor)
         captures[name] = path
         print(
             f"capture {name}: {path} ({count:,} packets, "

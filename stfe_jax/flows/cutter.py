@@ -18,6 +18,11 @@ compiled kernel of ``stfe_jax.flows.kernel``. Flow rules:
   when that was seen at most ``FRAGMENT_TIMEOUT_S`` earlier; otherwise it is counted
   as dropped, never keyed without its ports.
 - Packets without an IP header are counted and skipped.
+- Time is the capture's packet clock. Gaps are measured between a flow's own
+  packets; besides, once per capture second of progress, flows whose timeouts the
+  latest timestamp seen has passed are swept out, which bounds memory. With
+  timestamps in order the flows do not depend on where batches or sweeps fall;
+  when a capture's timestamps jump backwards they can.
 
 TODO: ICMP errors form flows of their own; attaching them to the flow of the packet
 they quote needs the quoted header decoded, which the packet columns do not carry.

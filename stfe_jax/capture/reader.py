@@ -397,9 +397,15 @@ class Capture:
         pos = 16
         while pos + 4 <= len(body) - 4:
             code, length = struct.unpack(order + "HH", body[pos : pos + 4])
-            value = body[pos + 4 : pos + 4 + length]
             if code == 0:
                 break
+            if pos + 4 + length > len(body) - 4:
+                self.warnings.append(
+                    f"{self.path}: offset {offset + pos}: interface option {code} "
+                    f"claims {length} bytes, past the end of its block; ignored"
+                )
+                break
+            value = body[pos + 4 : pos + 4 + length]
             if code == 9 and length >= 1:  # if_tsresol
                 resolution = value[0]
                 if resolution & 0x80:
@@ -435,10 +441,12 @@ class Capture:
         window = self._window
         head = bytes(window.buf[window.start : window.start + 28])
         order = ">" if self._big_endian else "<"
-        if is_pcapng:
-            caplen = struct.unpack(order + "I", head[20:24])[0]
-        else:
+        if not is_pcapng:
             caplen = struct.unpack(order + "I", head[8:12])[0]
+        elif struct.unpack(order + "I", head[:4])[0] == walk.PCAPNG_SPB:
+            caplen = struct.unpack(order + "I", head[8:12])[0]  # the wirelen
+        else:
+            caplen = struct.unpack(order + "I", head[20:24])[0]
         return self._fail(
             offset,
             f"record claims caplen {caplen} bytes, more than the {self.max_caplen} "

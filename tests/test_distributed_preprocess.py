@@ -10,6 +10,7 @@ import os
 import pathlib
 import signal
 
+import distributed
 import numpy as np
 import psutil
 import pytest
@@ -336,3 +337,61 @@ def test_local_cluster_listens_on_loopback_only():
         # Scheduler, nanny and worker each listen; none on another interface.
         assert len(listening) >= 3
         assert {address.ip for address in listening} == {"127.0.0.1"}, listening
+
+
+def test_object_store_urls_through_fsspec(captures, flows_config, reference):
+    """Captures read from and a store written to a URL (fsspec's in-memory
+    filesystem stands in for a bucket; an in-process cluster shares it)."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    urls = []
+    for path in sorted(captures):
+        url = f"memory://bucket/captures/{os.path.basename(path)}"
+        memory.pipe_file(url, pathlib.Path(path).read_bytes())
+        urls.append(url)
+    store_url = "memory://bucket/stores/day"
+    try:
+        with (
+            distributed.LocalCluster(
+                n_workers=1,
+                processes=False,
+                threads_per_worker=1,
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            summary = preprocess_captures(
+                ["memory://bucket/captures/day*.pcap"],
+                store_url,
+                flows_config,
+                client=client,
+                shard_flows=SHARD_FLOWS,
+            )
+            again = preprocess_captures(
+                urls, store_url, flows_config, client=client, shard_flows=SHARD_FLOWS
+            )
+        assert summary.built == list(range(NUM_CAPTURES))
+        assert again.built == [] and again.skipped == list(range(NUM_CAPTURES))
+
+        manifest = json.loads(memory.cat_file(f"{store_url}/manifest.json"))
+        # Each record names its capture by a URL that reads back that capture.
+        for record, path in zip(manifest["captures"], sorted(captures), strict=True):
+            assert record["path"].startswith("memory://")
+            assert memory.cat_file(record["path"]) == pathlib.Path(path).read_bytes()
+        assert manifest["num_flows"] == reference.num_flows
+        for got, want in zip(
+            manifest["captures"], reference.manifest["captures"], strict=True
+        ):
+            assert got["shards"] == want["shards"]
+            assert got["sha256"] == want["sha256"]
+            assert got["size"] == want["size"] and got["mtime_ns"] is not None
+            for shard in got["shards"]:
+                folder = f"captures/c{got['index']:05d}/{shard['name']}"
+                for name in reference.column_names:
+                    local = reference.store_dir / folder / f"{name}.npy"
+                    remote = memory.cat_file(f"{store_url}/{folder}/{name}.npy")
+                    assert remote == local.read_bytes(), (folder, name)
+    finally:
+        memory.rm("memory://bucket", recursive=True)

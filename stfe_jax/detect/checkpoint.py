@@ -183,9 +183,9 @@ def check_compatible(record: dict, config: dict, record_path: pathlib.Path) -> N
         )
 
 
-def _example_batch(flows) -> dict:
-    """A one-flow model input of the config's shape (for abstract initialisation)."""
-    p, b = int(flows.packets_per_flow), int(flows.bytes_per_packet)
+def example_batch(flows) -> dict:
+    """A one-flow model input shaped by a flows config (ConfigDict or dict)."""
+    p, b = int(flows["packets_per_flow"]), int(flows["bytes_per_packet"])
     return {
         "packets": np.zeros((1, p, b), np.uint8),
         "packet_caplen": np.zeros((1, p), np.uint16),
@@ -240,7 +240,7 @@ def _restore_params(checkpoint_dir: pathlib.Path, config, model) -> Any:
         raise CheckpointError(f"{best / str(steps[-1])}: the saved state has no params")
 
     expected = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), _example_batch(config.flows))["params"]
+        lambda: model.init(jax.random.key(0), example_batch(config.flows))["params"]
     )
     want, have = _shapes(expected), _shapes(params)
     if want != have:

@@ -26,11 +26,11 @@ import threading
 import time
 from typing import BinaryIO
 
-import numpy as np
 from absl import logging
 
 from stfe_jax.capture import CaptureFormatError, open_capture
 from stfe_jax.detect import tools
+from stfe_jax.detect.checkpoint import example_batch
 from stfe_jax.detect.live_flows import LiveFlowTable
 from stfe_jax.detect.sink import AlertSink
 
@@ -180,7 +180,7 @@ def detect_live(
     """
     tool = find_capture_tool()
     flows_config = sink.detector.flows_config
-    seconds = sink.scorer.warm_up(_example_input(flows_config))
+    seconds = sink.scorer.warm_up(example_batch(flows_config))
     logging.info(
         "Model compiled for batch sizes %s in %.1f s", sink.scorer.batch_sizes, seconds
     )
@@ -319,19 +319,6 @@ def detect_live(
         "engine": dataclasses.asdict(engine),
         "stop_reason": stop_reason,
         "error": outcome["error"],
-    }
-
-
-def _example_input(flows_config) -> dict:
-    """A one-flow model input of the flows config's shape."""
-    p = int(flows_config["packets_per_flow"])
-    b = int(flows_config["bytes_per_packet"])
-    return {
-        "packets": np.zeros((1, p, b), np.uint8),
-        "packet_caplen": np.zeros((1, p), np.uint16),
-        "direction": np.zeros((1, p), np.uint8),
-        "iat_s": np.zeros((1, p), np.float32),
-        "n_packets": np.ones((1,), np.int32),
     }
 
 

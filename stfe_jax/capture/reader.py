@@ -247,8 +247,7 @@ class Capture:
                     arrays["data"],
                     used,
                 )
-            if status != walk.SKIP_BLOCK:
-                window.start = pos
+            window.start = pos
 
             if status == walk.BATCH_FULL:
                 yield self._finish_batch(arrays, n, used)
@@ -275,12 +274,15 @@ class Capture:
                 self._read_special_block()
             elif status == walk.SKIP_BLOCK:
                 block_offset = window.offset
-                window.skip_to(window.base + pos)
+                order = ">" if self._big_endian else "<"
+                head = bytes(window.buf[window.start : window.start + 8])
+                block_type, block_len = struct.unpack(order + "II", head)
+                window.skip_to(block_offset + block_len)
                 if window.skip_short:
                     self.warnings.append(
                         f"{self.path}: offset {block_offset}: file ends inside a "
-                        f"block that claims {pos - (block_offset - window.base)} "
-                        "bytes; the rest of the file was skipped"
+                        f"pcapng block of type {block_type:#x} that claims "
+                        f"{block_len} bytes; skipped to the end"
                     )
                     break
             elif status == walk.BAD_CAPLEN:

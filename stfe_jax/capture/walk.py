@@ -16,7 +16,7 @@ BATCH_FULL = 0  # the batch holds its maximum number of packets
 NEED_MORE = 1  # the next record is not wholly inside the window
 DATA_FULL = 2  # the next packet's bytes do not fit the batch byte buffer
 SPECIAL_BLOCK = 3  # a pcapng section header or interface block: parse in Python
-SKIP_BLOCK = 4  # a pcapng block to skip runs past the window
+SKIP_BLOCK = 4  # a pcapng block to skip (at the returned position) runs past the window
 BAD_CAPLEN = 5  # a record claims more captured bytes than allowed
 BAD_BLOCK = 6  # a pcapng block length or layout is impossible
 
@@ -175,9 +175,9 @@ def walk_pcapng(
             return BAD_BLOCK, pos, n, data_used
         if block_type != PCAPNG_EPB and block_type != PCAPNG_SPB:
             if block_type != PCAPNG_PB:
-                pos += block_len
-                if pos > end:
+                if pos + block_len > end:
                     return SKIP_BLOCK, pos, n, data_used
+                pos += block_len
                 continue
         if block_len > max_block_len:
             return BAD_BLOCK, pos, n, data_used

@@ -279,27 +279,23 @@ def test_failing_capture_is_retried_then_recorded(
 
 
 def test_worker_killed_mid_capture_is_replaced(
-    captures, flows_config, reference, tmp_path
+    captures, flows_config, reference, client, tmp_path
 ):
-    # A cluster of its own: the kill must not disturb the other tests' workers.
     store_dir = tmp_path / "store"
-    with cluster_client(workers=2) as own_client:
-        summary = preprocess_captures(
-            captures,
-            store_dir,
-            flows_config,
-            client=own_client,
-            shard_flows=SHARD_FLOWS,
-            build_fn=_killed_once_mid_capture,
-        )
-        own_client.wait_for_workers(2, timeout=60)  # the killed one is replaced
-    assert (tmp_path / "killed.marker").exists()
+    summary = preprocess_captures(
+        captures,
+        store_dir,
+        flows_config,
+        client=client,
+        shard_flows=SHARD_FLOWS,
+        build_fn=_killed_once_mid_capture,
+    )
+    killed_pid = (tmp_path / "killed.marker").read_text()
     assert summary.built == list(range(NUM_CAPTURES)) and summary.failed == []
     store = Store.open(store_dir)
-    assert store.manifest["captures"][1]["host"].split(":")[-1] != (
-        (tmp_path / "killed.marker").read_text()
-    )
+    assert store.manifest["captures"][1]["host"].split(":")[-1] != killed_pid
     _assert_same_arrays(store, reference)
+    client.wait_for_workers(2, timeout=120)  # the killed worker was replaced
 
 
 def test_config_mismatch_is_refused(captures, flows_config, client, tmp_path):
@@ -322,21 +318,20 @@ def test_missing_capture_is_named(flows_config, client, tmp_path):
         )
 
 
-def test_local_cluster_listens_on_loopback_only():
-    with cluster_client(workers=1) as client:
-        info = client.scheduler_info()
-        addresses = [client.scheduler.address, *info["workers"]]
-        assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
-        me = psutil.Process()
-        listening = [
-            connection.laddr
-            for process in [me, *me.children(recursive=True)]
-            for connection in process.net_connections(kind="inet")
-            if connection.status == psutil.CONN_LISTEN
-        ]
-        # Scheduler, nanny and worker each listen; none on another interface.
-        assert len(listening) >= 3
-        assert {address.ip for address in listening} == {"127.0.0.1"}, listening
+def test_local_cluster_listens_on_loopback_only(client):
+    info = client.scheduler_info()
+    addresses = [client.scheduler.address, *info["workers"]]
+    assert all(a.startswith("tcp://127.0.0.1:") for a in addresses), addresses
+    me = psutil.Process()
+    listening = [
+        connection.laddr
+        for process in [me, *me.children(recursive=True)]
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    ]
+    # Scheduler, nannies and workers each listen; none on another interface.
+    assert len(listening) >= 5
+    assert {address.ip for address in listening} == {"127.0.0.1"}, listening
 
 
 def test_object_store_urls_through_fsspec(captures, flows_config, reference):

@@ -27,6 +27,9 @@ FLAGS = flags.FLAGS
 SLICE = "../shared/datasets/cicids2017-slice"
 flags.DEFINE_string("cic_capture", f"{SLICE}/demo.pcap", "The slice's capture.")
 flags.DEFINE_string("cic_csv", f"{SLICE}/demo.csv", "Its CICFlowMeter CSV.")
+flags.DEFINE_string(
+    "cic_out", None, "Result folder (default experiments/results/label_matching_cic)."
+)
 
 
 def run(out_dir: pathlib.Path, scratch: pathlib.Path, argv) -> dict:
@@ -183,7 +186,11 @@ def run(out_dir: pathlib.Path, scratch: pathlib.Path, argv) -> dict:
 
 def main(argv):
     del argv
-    out = common.RESULTS / "label_matching_cic"
+    out = (
+        pathlib.Path(FLAGS.cic_out)
+        if FLAGS.cic_out
+        else common.RESULTS / "label_matching_cic"
+    )
     scratch = pathlib.Path("/tmp/stfe_experiments/label_matching_cic")
     scratch.mkdir(parents=True, exist_ok=True)
     run(out, scratch, sys.argv)

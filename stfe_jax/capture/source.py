@@ -6,6 +6,7 @@ window (``ByteWindow``) that slides over the (decompressed) stream.
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import BinaryIO
 
@@ -209,7 +210,7 @@ class ByteWindow:
 
 
 def open_source(
-    file: str | bytes | BinaryIO, name: str
+    file: str | os.PathLike | BinaryIO, name: str
 ) -> tuple[RawSource | GzipSource, bool, BinaryIO | None]:
     """Opens ``file`` (a path or a binary file object) as a byte source.
 
@@ -217,7 +218,11 @@ def open_source(
     caller must close (None when the caller passed a file object in).
     """
     owned = None
-    if isinstance(file, (str, bytes)) or hasattr(file, "__fspath__"):
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            "open a capture by path or binary file object; wrap bytes in io.BytesIO"
+        )
+    if isinstance(file, str) or hasattr(file, "__fspath__"):
         fileobj = open(file, "rb")  # noqa: SIM115 - closed by the Capture
         owned = fileobj
         live = False

@@ -23,11 +23,11 @@ def get_config(model: str = "cnn_lstm") -> ml_collections.ConfigDict:
     config.model.mlp_hidden = (32, 16)
 
     config.train.batch_size = 32
-    config.train.steps = 60
-    config.train.learning_rate = 3e-3
+    config.train.steps = 100
+    config.train.learning_rate = 1e-2
     config.train.warmup_steps = 5
     config.train.log_every = 10
-    config.train.eval_every = 20
+    config.train.eval_every = 25
     config.train.early_stopping_patience = 0
 
     config.eval.batch_size = 64

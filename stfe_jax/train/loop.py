@@ -207,8 +207,7 @@ def train_and_evaluate(
         name: np.asarray(column[dataset.train_idx[:1]])
         for name, column in dataset.model_arrays.items()
     }
-    state = create_train_state(model, example, train_config)
-    state = jax.device_put(state, sharding.replicated)
+    state = create_train_state(model, example, train_config, sharding.replicated)
     checkpoints = RunCheckpoints(workdir / "checkpoints")
     checkpoints.write_json("config.json", config.to_dict())
 

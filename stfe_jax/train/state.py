@@ -48,11 +48,18 @@ def create_train_state(
     model: nn.Module,
     example_batch: dict,
     train_config: ml_collections.ConfigDict,
+    sharding=None,
 ) -> TrainState:
-    """A fresh state: parameters initialised from ``train_config.seed``."""
-    init_key = jax.random.key(train_config.seed)
+    """A fresh state: parameters initialised from ``train_config.seed``.
+
+    One compiled function builds parameters and optimiser state together;
+    ``sharding`` (e.g. replicated over a mesh) places the result.
+    """
     example = {name: np.asarray(value[:1]) for name, value in example_batch.items()}
-    params = jax.jit(model.init)(init_key, example)["params"]
-    return TrainState.create(
-        apply_fn=model.apply, params=params, tx=make_optimizer(train_config)
-    )
+    tx = make_optimizer(train_config)
+
+    def create(init_key):
+        params = model.init(init_key, example)["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return jax.jit(create, out_shardings=sharding)(jax.random.key(train_config.seed))

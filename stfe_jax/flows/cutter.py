@@ -108,6 +108,7 @@ class FlowTable:
         self._frag_key = np.zeros((_FRAGMENT_TABLE_SIZE, 5), dtype=np.uint64)
         self._frag_val = np.zeros((_FRAGMENT_TABLE_SIZE, 2), dtype=np.int64)
         self._capacity = 0
+        self._ended = np.zeros(0, dtype=np.int64)
         self._grow(_INITIAL_SLOTS)
         self._last_sweep_ns = np.iinfo(np.int64).min
 
@@ -212,7 +213,7 @@ class FlowTable:
     def push(self, batch: PacketBatch) -> FlowBatch | None:
         """Add a batch of packets (capture order); returns the flows that ended."""
         n = len(batch)
-        self._ended = np.zeros(2 * n + 2 + self._capacity, dtype=np.int64)
+        self._reserve_ended(2 * n + 2 + self._capacity)
         parts = []
         columns = _kernel_columns(batch)
         start = 0
@@ -242,7 +243,7 @@ class FlowTable:
                 parts.append(ended)
             if start < n and self._counters[kernel.C_FREE_TOP] == 0:
                 self._grow(2 * self._capacity)
-                self._ended = np.zeros(2 * n + 2 + self._capacity, dtype=np.int64)
+                self._reserve_ended(2 * n + 2 + self._capacity)
 
         # Sweep out flows that can take no more packets, at most once a capture second.
         now = int(self._counters[kernel.C_NOW])
@@ -265,7 +266,7 @@ class FlowTable:
 
     def finish(self) -> FlowBatch | None:
         """End every open flow (the capture is over); returns them by start time."""
-        self._ended = np.zeros(self._capacity + 1, dtype=np.int64)
+        self._reserve_ended(self._capacity + 1)
         kernel.end_all_flows(
             self._table, self._s_i64, self._s_u8, self._counters, self._ended
         )
@@ -276,6 +277,13 @@ class FlowTable:
         self._ended[:count] = self._ended[:count][order]
         self._update_packet_stats()
         return self._take_ended()
+
+    def _reserve_ended(self, size: int) -> None:
+        """Make the ended-slot buffer hold at least ``size`` slots (kept between
+        batches, so that steady streaming allocates nothing here). Call it only
+        while the buffer holds no ended slots."""
+        if self._ended.size < size:
+            self._ended = np.zeros(size, dtype=np.int64)
 
     def _update_packet_stats(self) -> None:
         c = self._counters

@@ -11,7 +11,6 @@ killed build resumes after the last finished capture and never looks complete.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -252,45 +251,47 @@ class _Sha256Thread(threading.Thread):
 
 
 class _ShardWriter:
-    """Buffers flows and writes them out in shards of ``shard_flows`` flows."""
+    """Copies flows into one shard's worth of column buffers (allocated once) and
+    writes each full buffer out as a shard of ``shard_flows`` flows."""
 
-    def __init__(self, folder: pathlib.Path, shard_flows: int):
+    def __init__(self, folder: pathlib.Path, shard_flows: int, options: FlowOptions):
         self.folder = folder
         self.shard_flows = shard_flows
         self.shards: list[dict[str, Any]] = []
         self.flows_written = 0
-        self._pending: list[FlowBatch] = []
-        self._pending_flows = 0
+        self._buffers = {
+            name: np.empty((shard_flows, *spec["shape"]), dtype=spec["dtype"])
+            for name, spec in column_specs(options).items()
+        }
+        self._filled = 0
 
     def add(self, flows: FlowBatch) -> None:
-        self._pending.append(flows)
-        self._pending_flows += len(flows)
-        while self._pending_flows >= self.shard_flows:
-            self._write(self.shard_flows)
+        """Buffer ``flows``, writing every shard that fills up."""
+        offset = 0
+        while offset < len(flows):
+            take = min(len(flows) - offset, self.shard_flows - self._filled)
+            for name, buffer in self._buffers.items():
+                buffer[self._filled : self._filled + take] = getattr(flows, name)[
+                    offset : offset + take
+                ]
+            self._filled += take
+            offset += take
+            if self._filled == self.shard_flows:
+                self._write(self._filled)
 
     def close(self) -> None:
-        if self._pending_flows:
-            self._write(self._pending_flows)
+        """Write the flows still buffered as a last, shorter shard."""
+        if self._filled:
+            self._write(self._filled)
 
     def _write(self, count: int) -> None:
-        names = [field.name for field in dataclasses.fields(FlowBatch)]
-        merged = {
-            name: np.concatenate([getattr(b, name) for b in self._pending])
-            for name in names
-        }
         shard = self.folder / layout.shard_name(len(self.shards))
         shard.mkdir(parents=True)
-        for name in names:
-            np.save(shard / f"{name}.npy", merged[name][:count], allow_pickle=False)
+        for name, buffer in self._buffers.items():
+            np.save(shard / f"{name}.npy", buffer[:count], allow_pickle=False)
         self.shards.append({"name": shard.name, "num_flows": count})
         self.flows_written += count
-        rest = merged["n_packets"].shape[0] - count
-        self._pending = (
-            [FlowBatch(**{name: merged[name][count:] for name in names})]
-            if rest
-            else []
-        )
-        self._pending_flows = rest
+        self._filled = 0
 
 
 def _batches_until_os_error(batches, record: dict[str, Any]):
@@ -324,7 +325,7 @@ def build_capture(
     hasher = _Sha256Thread(path)
     hasher.start()
 
-    writer = _ShardWriter(partial, shard_flows)
+    writer = _ShardWriter(partial, shard_flows, options)
     record: dict[str, Any] = {
         "format": layout.FORMAT_NAME,
         "format_version": layout.FORMAT_VERSION,

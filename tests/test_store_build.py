@@ -119,6 +119,9 @@ def test_column_indexing_spans_shards(captures, tmp_path):
     np.testing.assert_array_equal(packets[[5]][0], packets[5])
     with pytest.raises(IndexError):
         column[np.array([30])]
+    full = packets[:]
+    np.testing.assert_array_equal(packets[index, 0], full[index, 0])
+    np.testing.assert_array_equal(packets[3, 1:3, 5], full[3, 1:3, 5])
 
 
 def test_interrupted_build_resumes_to_the_same_store(captures, tmp_path, monkeypatch):

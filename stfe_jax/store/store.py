@@ -42,7 +42,8 @@ class StoreColumn:
     """One column over all shards of a store, indexed by flow.
 
     Supports ``len``, ``.shape``, ``.dtype``, and ``column[index]`` with an int, a
-    slice, an integer index array or a boolean mask; results are numpy arrays
+    slice, an integer index array or a boolean mask over flows (optionally followed
+    by indices of the other axes, ``column[idx, 0]``); results are numpy arrays
     (copies, read from the memory-mapped shards).
     """
 
@@ -70,6 +71,13 @@ class StoreColumn:
         return array if dtype is None else array.astype(dtype)
 
     def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, tuple):
+            # Flows first, then the remaining axes on the rows read.
+            rows = self[index[0]]
+            rest = index[1:]
+            if isinstance(index[0], (int, np.integer)):
+                return rows[rest]
+            return rows[(slice(None), *rest)]
         n = len(self)
         if isinstance(index, (int, np.integer)):
             i = int(index)

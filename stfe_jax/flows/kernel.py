@@ -48,6 +48,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_DCCP = 33
 PROTO_SCTP = 132
+# ICMPv6: its checksum covers the addresses through the pseudo-header.
 PROTO_ICMPV6 = 58
 
 TCP_OPTION_END = 0

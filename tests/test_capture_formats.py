@@ -194,6 +194,38 @@ def test_cut_off_gzip_keeps_whole_packets_and_warns(tmp_path):
     )
 
 
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "pcap+gzip"])
+def test_small_window_and_batches_cover_every_packet_once(tmp_path, kind):
+    """A file several times larger than the read window, read in small batches."""
+    path = tmp_path / "trace"
+    count = 12000  # about 730 KB, over twice the window
+    records = [(T0_NS + i, udp_frame(i)) for i in range(count)]
+    if kind == "pcapng":
+        section = writers.PcapngSection(
+            interfaces=[writers.PcapngInterface()],
+            packets=[(0, *record) for record in records],
+        )
+        writers.write_pcapng(path, [section])
+    else:
+        writers.write_pcap(path, records, gzip=kind.endswith("gzip"))
+    assert path.stat().st_size > 600_000 or kind == "pcap+gzip"  # gzip: smaller
+
+    capture, batches = read_all(
+        path, batch_packets=500, window_bytes=300_000, max_caplen=200_000
+    )
+
+    assert capture.error is None and capture.warnings == []
+    assert all(len(batch) <= 500 for batch in batches)
+    assert len(batches) == count // 500
+    np.testing.assert_array_equal(
+        column(batches, "src_port"), 1000 + np.arange(count) % 65536
+    )
+    expected_ts = (T0_NS + np.arange(count)) // 1000 * 1000  # microsecond files
+    np.testing.assert_array_equal(column(batches, "ts_ns"), expected_ts)
+    offsets = column(batches, "record_offset")
+    assert (np.diff(offsets) > 16).all()
+
+
 def test_many_batches_cover_every_packet_once(tmp_path):
     path = tmp_path / "trace.pcap"
     count = 1000
@@ -253,6 +285,14 @@ def test_cut_off_file_keeps_every_whole_packet_and_names_the_offset(tmp_path):
     (warning,) = capture.warnings
     assert str(path) in warning and f"offset {fourth}" in warning
     np.testing.assert_array_equal(column(batches, "src_port"), [1000, 1001, 1002])
+
+
+def test_record_larger_than_the_window_is_an_error_not_a_hang(tmp_path):
+    path = tmp_path / "big.pcap"
+    writers.write_pcap(path, [(T0_NS, bytes(150_000))], snaplen=262144)
+    capture, _ = read_all(path, window_bytes=100_000, max_caplen=20_000)
+    assert capture.packets_read == 0
+    assert "offset 24" in capture.error and "150000" in capture.error
 
 
 def test_absurd_caplen_is_an_error_not_an_allocation(tmp_path):

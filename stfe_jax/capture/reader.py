@@ -22,6 +22,8 @@ MAX_CAPLEN = 256 * 1024
 # Largest pcapng block parsed whole (interface descriptions, packet blocks).
 MAX_BLOCK_LEN = 16 * 1024 * 1024
 DEFAULT_WINDOW_BYTES = 32 * 1024 * 1024
+# Room in the window beyond the largest caplen, for record headers and options.
+_MIN_WINDOW_SLACK = 64 * 1024
 # A batch's byte buffer starts at this many bytes per packet and doubles as needed,
 # up to MAX_BATCH_BYTES.
 _INITIAL_BYTES_PER_PACKET = 256
@@ -82,7 +84,9 @@ class Capture:
 
         source, compressed, self._owned = open_source(file, self.path)
         try:
-            window_bytes = max(window_bytes, MAX_BLOCK_LEN + 4096)
+            # The window must hold the largest record parsed whole.
+            window_bytes = max(window_bytes, max_caplen + _MIN_WINDOW_SLACK)
+            self._max_block_len = min(MAX_BLOCK_LEN, window_bytes - 4096)
             self._window = ByteWindow(source, window_bytes)
             self._compressed = compressed
             self._detect_format()
@@ -269,7 +273,12 @@ class Capture:
                 if window.source.live and n:
                     yield self._finish_batch(arrays, n, used)
                     arrays, n, used = self._new_arrays(), 0, 0
-                window.fill()
+                if window.fill() == 0 and not window.eof:
+                    raise self._fail(
+                        window.offset,
+                        f"a record larger than the {window.buf.size}-byte read "
+                        "window; open the capture with a larger window_bytes",
+                    )
             elif status == walk.SPECIAL_BLOCK:
                 self._read_special_block()
             elif status == walk.SKIP_BLOCK:
@@ -318,7 +327,7 @@ class Capture:
             self._big_endian,
             *self._interface_arrays,
             self.max_caplen,
-            MAX_BLOCK_LEN,
+            self._max_block_len,
             arrays["ts_ns"],
             arrays["caplen"],
             arrays["wirelen"],
@@ -358,11 +367,11 @@ class Capture:
             self._interface_arrays = None
         order = ">" if self._big_endian else "<"
         block_type, block_len = struct.unpack(order + "II", head[:8])
-        if block_len < 12 or block_len % 4 or block_len > MAX_BLOCK_LEN:
+        if block_len < 12 or block_len % 4 or block_len > self._max_block_len:
             raise self._fail(
                 offset,
                 f"pcapng block of type {block_type:#x} claims length {block_len}, "
-                f"expected a multiple of 4 between 12 and {MAX_BLOCK_LEN}",
+                f"expected a multiple of 4 between 12 and {self._max_block_len}",
             )
         if not window.ensure(block_len):
             window.start = window.end
@@ -516,7 +525,8 @@ def open_capture(
         arrive, and a batch is handed out whenever the bytes read so far end).
       batch_packets: most packets per batch (a batch also ends when its captured
         bytes reach 64 MiB).
-      window_bytes: bytes of the file held at once (at least 16 MiB are used).
+      window_bytes: bytes of the file held at once (at least ``max_caplen`` +
+        64 KiB); pcapng blocks larger than this (less 4 KiB) are an error.
       max_caplen: largest captured length (bytes) a record may claim; a larger
         one means the file is damaged.
 

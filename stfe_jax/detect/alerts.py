@@ -146,6 +146,8 @@ class DetectSummary:
       alerts_by_class: predicted class name -> alerts.
       seconds: wall time of the run.
       scoring_seconds: the part spent in the model.
+      compile_seconds: time spent compiling the model before scoring (not
+        counted in ``seconds``).
       packets_dropped: packets the capture engine dropped (live), None if unknown.
       notes: lines printed under the table (threshold, errors, drops).
     """
@@ -157,6 +159,7 @@ class DetectSummary:
     seconds: float = 0.0
     scoring_seconds: float = 0.0
     packets_dropped: int | None = None
+    compile_seconds: float = 0.0
     notes: list[str] = dataclasses.field(default_factory=list)
 
     def capture(self, name: str) -> CaptureSummary:
@@ -200,6 +203,7 @@ class DetectSummary:
             },
             "seconds": self.seconds,
             "scoring_seconds": self.scoring_seconds,
+            "compile_seconds": self.compile_seconds,
             "flows_per_s": self.flows / self.seconds if self.seconds else 0.0,
             "notes": list(self.notes),
         }
@@ -237,7 +241,8 @@ class DetectSummary:
         speed = self.flows / self.seconds if self.seconds else 0.0
         lines.append(
             f"{self.flows} flows scored in {self.seconds:.1f} s ({speed:.0f} flows/s; "
-            f"{self.scoring_seconds:.1f} s in the model)"
+            f"{self.scoring_seconds:.1f} s in the model; compiled before, in "
+            f"{self.compile_seconds:.1f} s)"
         )
         if self.packets_dropped is not None:
             lines.append(

@@ -69,6 +69,10 @@ def run(options, out=None) -> dict:
             keep_top=max(options.explain, 0),
             min_batch=live.LIVE_MIN_BATCH if options.interface else None,
         )
+        if not options.interface:
+            sink.summary.compile_seconds = sink.scorer.warm_up(
+                checkpoint.example_batch(detector.flows_config)
+            )
         if options.interface:
             live_capture_file = out_dir / "live.pcapng" if options.explain else None
             live.detect_live(

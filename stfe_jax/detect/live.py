@@ -180,9 +180,11 @@ def detect_live(
     """
     tool = find_capture_tool()
     flows_config = sink.detector.flows_config
-    seconds = sink.scorer.warm_up(example_batch(flows_config))
+    sink.summary.compile_seconds = sink.scorer.warm_up(example_batch(flows_config))
     logging.info(
-        "Model compiled for batch sizes %s in %.1f s", sink.scorer.batch_sizes, seconds
+        "Model compiled for batch sizes %s in %.1f s",
+        sink.scorer.batch_sizes,
+        sink.summary.compile_seconds,
     )
     command = capture_command(tool, interface, capture_filter)
     name = f"live:{interface}"

@@ -391,7 +391,9 @@ def _train_loop(
     throughput = _Throughput()
     input_wait_s = 0.0
     pending: list[dict] = []
-    losses_since_eval: list[float] = []
+    # Per-step training losses since the last validation; a stopped run keeps
+    # them in its checkpoint so the resumed history matches an unbroken one.
+    losses_since_eval: list[float] = loop_state.pop("losses_since_eval", [])
     try:
         for step in range(start_step, train_config.steps):
             done = step + 1
@@ -413,10 +415,11 @@ def _train_loop(
                 )
 
             if done % train_config.log_every == 0 or done == train_config.steps:
-                means = _mean_metrics(jax.device_get(pending))
+                fetched = jax.device_get(pending)
                 throughput.pause()
                 pending = []
-                losses_since_eval.append(means["loss"])
+                means = _mean_metrics(fetched)
+                losses_since_eval.extend(float(m["loss"]) for m in fetched)
                 rate = throughput.window_rate()
                 logging.info(
                     "step %d/%d: loss %.4f, accuracy %.3f, grad norm %.3f, lr %.2e; "
@@ -439,10 +442,10 @@ def _train_loop(
                 jax.block_until_ready(state)
                 throughput.pause()
                 eval_started = time.perf_counter()
-                if pending:
-                    means = _mean_metrics(jax.device_get(pending))
-                    losses_since_eval.append(means["loss"])
-                    pending = []
+                losses_since_eval.extend(
+                    float(m["loss"]) for m in jax.device_get(pending)
+                )
+                pending = []
                 _validate(
                     config,
                     dataset,
@@ -460,7 +463,12 @@ def _train_loop(
             if train_config.stop_at_step and done == train_config.stop_at_step:
                 jax.block_until_ready(state)
                 throughput.pause()
-                checkpoints.save_last(state, loop_state)
+                losses_since_eval.extend(
+                    float(m["loss"]) for m in jax.device_get(pending)
+                )
+                checkpoints.save_last(
+                    state, dict(loop_state, losses_since_eval=losses_since_eval)
+                )
                 timings["interrupted"] = True
                 logging.info("Stopped at step %d as configured (stop_at_step)", done)
                 break

@@ -20,7 +20,9 @@ def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Sch
     warmup = min(train_config.warmup_steps, max(train_config.steps - 1, 0))
     decay_steps = max(train_config.steps - warmup, 1)
     if train_config.decay == "cosine":
-        decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=end / peak)
+        decay = optax.cosine_decay_schedule(
+            peak, decay_steps, alpha=train_config.end_learning_rate_factor
+        )
     elif train_config.decay == "linear":
         decay = optax.linear_schedule(peak, end, decay_steps)
     elif train_config.decay == "constant":

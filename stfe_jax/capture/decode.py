@@ -25,12 +25,12 @@ _MAX_LINK_HEADERS = 256
 _MAX_IPV6_EXTENSIONS = 1024
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _be16(data, pos):
     return (np.int64(data[pos]) << 8) | np.int64(data[pos + 1])
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _be32(data, pos):
     return (
         (np.int64(data[pos]) << 24)

@@ -37,7 +37,7 @@ WALK_COLUMNS = (
 )
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _u32(buf, pos, big_endian):
     b0 = np.uint32(buf[pos])
     b1 = np.uint32(buf[pos + 1])
@@ -48,7 +48,7 @@ def _u32(buf, pos, big_endian):
     return np.int64((b3 << 24) | (b2 << 16) | (b1 << 8) | b0)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _u16(buf, pos, big_endian):
     b0 = np.int64(buf[pos])
     b1 = np.int64(buf[pos + 1])

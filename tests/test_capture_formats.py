@@ -240,7 +240,24 @@ def test_many_batches_cover_every_packet_once(tmp_path):
     assert offsets[0] == 24 and (np.diff(offsets) > 16).all()
 
 
-def test_stream_from_a_pipe_yields_packets_as_they_arrive():
+class OnlyReadinto1:
+    """A stream offering only ``read`` and ``readinto1`` (like a tee wrapper)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def seekable(self):
+        return False
+
+    def read(self, size=-1):
+        return self._stream.read(size)
+
+    def readinto1(self, view):
+        return self._stream.readinto1(view)
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_stream_from_a_pipe_yields_packets_as_they_arrive(wrap):
     """A pipe is read incrementally: the first batch is handed out before the
     writer has finished."""
     buffer = io.BytesIO()
@@ -254,12 +271,14 @@ def test_stream_from_a_pipe_yields_packets_as_they_arrive():
         with os.fdopen(write_fd, "wb") as sink:
             sink.write(content[:split])
             sink.flush()
-            second_half_sent.wait(timeout=30)
+            second_half_sent.wait(timeout=10)
             sink.write(content[split:])
 
     thread = threading.Thread(target=writer)
     thread.start()
-    with os.fdopen(read_fd, "rb") as source, open_capture(source) as capture:
+    with os.fdopen(read_fd, "rb") as pipe:
+        source = OnlyReadinto1(pipe) if wrap else pipe
+        capture = open_capture(source)
         sizes = []
         for batch in capture.batches():
             sizes.append(len(batch))

@@ -17,16 +17,17 @@ from stfe_jax.capture.errors import CaptureFormatError
 GZIP_MAGIC = b"\x1f\x8b"
 # Compressed bytes fed to zlib per step.
 _GZIP_INPUT_CHUNK = 1 << 20
-# Most bytes taken from a live stream (pipe, socket) per read.
+# Most bytes taken from a live stream (pipe, socket) per read1 / readinto1.
 _LIVE_READ_BYTES = 1 << 20
+_READINTO1_BYTES = 4096
 
 
 class RawSource:
     """Bytes of a file object, with the first bytes already read put back in front.
 
     Regular files are read with ``readinto`` until the buffer is full; streams (pipes,
-    sockets) with ``read1`` where available, so that a live capture yields packets
-    as soon as they arrive.
+    sockets) with ``read1`` (or ``readinto1``) where available, so that a live
+    capture yields packets as soon as they arrive.
     """
 
     def __init__(self, fileobj: BinaryIO, prefix: bytes, live: bool):
@@ -44,11 +45,15 @@ class RawSource:
             self.offset += n
             return n
         if self.live and hasattr(self._fileobj, "read1"):
-            # read1 returns the bytes already buffered without waiting for more
-            # (readinto1 with a large buffer may block on a second raw read).
+            # read1 returns the bytes already buffered without waiting for more.
             chunk = self._fileobj.read1(min(len(view), _LIVE_READ_BYTES))
             n = len(chunk)
             view[:n] = chunk
+        elif self.live and hasattr(self._fileobj, "readinto1"):
+            # Asked for more than its buffer holds, readinto1 may block on a
+            # second read although it already has bytes: ask for at most the
+            # smallest buffer a pipe gets (its st_blksize, one page).
+            n = self._fileobj.readinto1(view[:_READINTO1_BYTES])
         elif hasattr(self._fileobj, "readinto"):
             n = self._fileobj.readinto(view)
         else:

@@ -509,6 +509,19 @@ def open_capture(
     stays bounded whatever the file size: bytes are read through a sliding window
     of ``window_bytes`` bytes and handed out in batches.
 
+    What is read: pcap in either byte order with microsecond or nanosecond
+    timestamps; pcapng with several sections (each in its own byte order) and
+    interfaces (each with its own link type, ``if_tsresol`` and ``if_tsoffset``),
+    from enhanced, simple (no timestamp: ``ts_ns`` 0) and obsolete packet blocks,
+    other blocks skipped; either one gzip-compressed. Each packet's network header
+    is found behind Ethernet (802.1Q/QinQ tags, LLC/SNAP, PPPoE, MPLS and a few
+    vendor shims), raw IP, Linux SLL/SLL2, BSD loopback, PPP, Cisco HDLC, Frame
+    Relay, FDDI, ARCNET, NFLOG and IPNET; the outermost IPv4 header (options
+    skipped) or IPv6 header (extension headers walked, AH included, up to ESP or
+    the transport header) and the transport ports and TCP flags are decoded as far
+    as the captured bytes go. Packets of other link types keep their bytes and
+    header fields; their count is reported in ``capture.warnings``.
+
     Example::
 
         from stfe_jax.capture import open_capture

@@ -26,6 +26,7 @@ import resource
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -347,6 +348,8 @@ def child_main(args) -> None:
     warmup = 0.0
     if args.child == "ours":
         warmup = warm_up(out.with_name(out.name + "_warmup"), options)
+    sampler = RssSampler()
+    sampler.start()
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     if args.child == "ours":
@@ -362,6 +365,7 @@ def child_main(args) -> None:
         )
     seconds = time.perf_counter() - started
     cpu_seconds = _cpu_seconds() - cpu_started
+    sampler.stop = True
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = {
         "packets": packets,
@@ -370,8 +374,31 @@ def child_main(args) -> None:
         "cpu_seconds": cpu_seconds,
         "warmup_seconds": warmup,
         "peak_rss_mib": peak_kib / 1024,
+        "rss_by_quarter_mib": sampler.quarters(),
     }
     print(json.dumps(report))
+
+
+class RssSampler(threading.Thread):
+    """Samples this process's resident memory four times a second."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[int] = []
+        self.stop = False
+
+    def run(self) -> None:
+        import psutil
+
+        process = psutil.Process()
+        while not self.stop:
+            self.samples.append(process.memory_info().rss)
+            time.sleep(0.25)
+
+    def quarters(self) -> list[float]:
+        """The highest sample (MiB) in each quarter of the run."""
+        parts = np.array_split(np.array(self.samples or [0]), 4)
+        return [round(float(part.max()) / 2**20) if part.size else 0 for part in parts]
 
 
 def _cpu_seconds() -> float:
@@ -574,6 +601,11 @@ def main() -> None:
         "(bar: does not grow with length, <= 1.25) "
         + ("PASS" if growth <= 1.25 else "FAIL")
     )
+    for (kind, name), r in results.items():
+        print(
+            f"RSS of {kind} {name}, highest in each quarter of the run (MiB): "
+            f"{r['rss_by_quarter_mib']}"
+        )
     if ("baseline", f"{args.long_factor}x") in results:
         bl = results[("baseline", f"{args.long_factor}x")]
         print(

@@ -289,3 +289,16 @@ def test_bogus_version_counts_as_the_link_layer_says(tmp_path):
     np.testing.assert_array_equal(batch.ip_version, [4, 0])
     np.testing.assert_array_equal(batch.protocol, [0, 0])
     np.testing.assert_array_equal(batch.l4_offset, [-1, -1])
+
+
+def test_ieee80211_data_frames(tmp_path):
+    snap = b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + tcp_v4()
+    data = b"\x08\x01" + bytes(22)  # data frame to the distribution system
+    qos = b"\x88\x02" + bytes(24)  # QoS data: 2 more bytes of QoS control
+    protected = b"\x08\x41" + bytes(22)  # encrypted body: not decoded
+    radiotap = struct.pack("<BBHI", 0, 0, 8, 0)
+    batch = decode(tmp_path, [data + snap, qos + snap, protected + snap], 105)
+    np.testing.assert_array_equal(batch.net_offset, [32, 34, -1])
+    np.testing.assert_array_equal(batch.dst_port, [80, 80, 0])
+    batch = decode(tmp_path, [radiotap + qos + snap], link_type=127)
+    assert batch.net_offset[0] == 42 and batch.ip_version[0] == 4

@@ -3,7 +3,8 @@
 For every packet of a batch the decoder finds the network header behind the link
 layer (Ethernet with 802.1Q/QinQ tags, LLC/SNAP, PPPoE, MPLS and a few vendor
 shims; raw IP; Linux cooked SLL and SLL2; BSD loopback; PPP; Cisco HDLC; FDDI;
-Frame Relay; ARCNET; NFLOG; IPNET), then reads the outermost IPv4
+Frame Relay; ARCNET; unencrypted 802.11 data frames, bare or behind radiotap or
+Prism headers; NFLOG; IPNET), then reads the outermost IPv4
 or IPv6 header (IPv4 options and IPv6 extension headers are walked) and the first
 bytes of the transport header, as far as the captured bytes go.
 """
@@ -173,6 +174,28 @@ def _follow_ethertype(data, start, caplen, ethertype, pos):
 
 
 @numba.njit(cache=True)
+def _ieee80211_network(data, start, caplen, pos):
+    """Network offset and family behind an 802.11 frame at ``pos``: only data
+    frames that are not encrypted and carry LLC/SNAP; (-1, 0) otherwise."""
+    if pos + 24 > caplen:
+        return -1, 0, 0
+    frame_control = data[start + pos]
+    flags = data[start + pos + 1]
+    if (frame_control >> 2) & 3 != 2 or flags & 0x40:  # not data, or protected
+        return -1, 0, 0
+    header_len = 24
+    if flags & 0x03 == 0x03:  # to and from the distribution system: 4 addresses
+        header_len += 6
+    if frame_control & 0x80:  # QoS data: QoS control, maybe HT control
+        header_len += 2
+        if flags & 0x80:
+            header_len += 4
+    if frame_control & 0x40:  # null-data subtypes carry no body
+        return -1, 0, 0
+    return _follow_ethertype(data, start, caplen, 0, pos + header_len)
+
+
+@numba.njit(cache=True)
 def _nflog_network(data, start, caplen):
     """Network offset and family of a Linux NFLOG record (TLVs after a 4-byte
     header; the payload TLV has type 9), or (-1, 0)."""
@@ -292,6 +315,15 @@ def find_network(data, start, caplen, link_type):
                 return 12, 0, family
             return 8, 0, family
         return -1, 0, 0
+    if link_type == 105:  # IEEE 802.11
+        return _ieee80211_network(data, start, caplen, 0)
+    if link_type == 127:  # radiotap header (little-endian length), then 802.11
+        if caplen < 4:
+            return -1, 0, 0
+        radiotap_len = np.int64(data[start + 2]) | (np.int64(data[start + 3]) << 8)
+        return _ieee80211_network(data, start, caplen, radiotap_len)
+    if link_type == 119:  # Prism monitor header (144 bytes), then 802.11
+        return _ieee80211_network(data, start, caplen, 144)
     if link_type == 10:  # FDDI: frame control and addresses, then LLC
         return _follow_ethertype(data, start, caplen, 0, 13)
     if link_type == 226:  # Solaris IPNET: 24-byte header, address family

@@ -16,6 +16,9 @@ NULL = 0
 FDDI = 10
 FRELAY = 107
 ARCNET_LINUX = 129
+IEEE802_11 = 105
+IEEE802_11_RADIOTAP = 127
+PRISM = 119
 IPNET = 226
 NFLOG = 239
 
@@ -38,6 +41,9 @@ DECODED = frozenset(
         FDDI,
         FRELAY,
         ARCNET_LINUX,
+        IEEE802_11,
+        IEEE802_11_RADIOTAP,
+        PRISM,
         IPNET,
         NFLOG,
     }

@@ -7,7 +7,7 @@ time limit. Their printed lines that carry a rate (``/s``) or a ratio (``x``)
 form one table; the whole output of each is kept beside the report.
 
   python experiments/benchmarks.py                 # this machine, CPU
-  python experiments/benchmarks.py --device=gpu    # the training benchmark on GPU
+  python experiments/benchmarks.py --device=gpu    # bench_train.py alone, on GPU
   python experiments/benchmarks.py --quick         # small inputs (tests)
 """
 
@@ -55,6 +55,7 @@ QUICK_ARGS = {
         "--batch_size=64",
     ],
     "bench_distributed": ["--packets=20000"],
+    "bench_detect": ["--scale=0.05", "--models=mlp", "--baseline_flows=20"],
 }
 # A figure: a number with a rate or ratio unit on the same line.
 FIGURE = re.compile(
@@ -64,9 +65,11 @@ FIGURE = re.compile(
 )
 
 
-def command_of(script: str) -> list[str]:
+def command_of(script: str, out_dir: pathlib.Path) -> list[str]:
     """The command line that runs one benchmark."""
     args = [sys.executable, str(HERE / f"{script}.py")]
+    if script == "bench_detect":
+        args.append(f"--out={out_dir / 'bench_detect.json'}")
     if FLAGS.quick:
         args += QUICK_ARGS.get(script, [])
     if script == "bench_train":
@@ -92,7 +95,7 @@ def figure_lines(stdout: str) -> list[str]:
 
 def run_one(script: str, out_dir: pathlib.Path) -> dict:
     """Runs one benchmark; returns its exit status, seconds and figure lines."""
-    command = command_of(script)
+    command = command_of(script, out_dir)
     logging.info("running %s", " ".join(command))
     started = time.perf_counter()
     try:
@@ -148,9 +151,12 @@ def main(argv):
     report_doc = common.Report(out, "Benchmarks gathered (this machine)", sys.argv)
     if FLAGS.quick:
         report_doc.add("QUICK run: small inputs, a smoke test, not a measurement.\n")
-    missing = [s for s in FLAGS.scripts if not (HERE / f"{s}.py").exists()]
+    scripts = list(FLAGS.scripts)
+    if FLAGS.device == "gpu" and not FLAGS["scripts"].present:
+        scripts = ["bench_train"]  # the GPU run: training only, unattended
+    missing = [s for s in scripts if not (HERE / f"{s}.py").exists()]
     runs = {}
-    for script in FLAGS.scripts:
+    for script in scripts:
         if script in missing:
             continue
         runs[script] = run_one(script, out)

@@ -339,10 +339,17 @@ class Report:
         self.provenance = provenance(argv)
         self.started = time.perf_counter()
         self.sections: list[str] = []
+        self.keys: dict[str, int] = {}
         self.data: dict = {}
 
-    def add(self, markdown: str) -> None:
-        """Appends a markdown section (a heading, a table, a note)."""
+    def add(self, markdown: str, key: str | None = None) -> None:
+        """Appends a markdown section (a heading, a table, a note); a section
+        added again under the same ``key`` replaces the earlier one in place."""
+        if key is not None and key in self.keys:
+            self.sections[self.keys[key]] = markdown
+            return
+        if key is not None:
+            self.keys[key] = len(self.sections)
         self.sections.append(markdown)
 
     def write(self, finished: bool = False) -> pathlib.Path:

@@ -86,7 +86,12 @@ flags.DEFINE_list(
     "loso_models", ["cnn_lstm"], "corpus: models of leave-one-source-out."
 )
 flags.DEFINE_float("synthetic_scale", 1.0, "synthetic: size of each generated day.")
-flags.DEFINE_bool("cross_day", True, "synthetic: also train on one day, test another.")
+flags.DEFINE_integer(
+    "cross_day_seeds",
+    3,
+    "synthetic: seeds of training on one generated day and testing on another "
+    "(0: none).",
+)
 flags.DEFINE_string("out", None, "Result folder (default experiments/results/...).")
 flags.DEFINE_string(
     "workdir", None, "Scratch folder for stores and checkpoints (default /tmp/...)."
@@ -175,7 +180,8 @@ def split_counts(data) -> dict:
 def compare_over_seeds(
     report_doc, part: str, heading: str, make_data, seeds, models, scratch, extra=()
 ):
-    """Runs the models over ``seeds``; adds a mean ± std table and a plot."""
+    """Runs the models over ``seeds``; adds a mean ± std table and a plot,
+    rewritten after every seed so that an interrupted run keeps what it did."""
     runs, per_seed, split_info = {}, {}, {}
     for seed in seeds:
         data = make_data(seed)
@@ -204,43 +210,46 @@ def compare_over_seeds(
             "per_seed": per_seed,
             "flows_per_split": split_info,
         }
-        report_doc.write()
-    plot = common.bar_plot(
-        report_doc.out_dir / f"{part}.png",
-        summary,
-        ["f1", "roc_auc", "pr_auc"],
-        heading,
-    )
-    report_doc.add(
-        "\n".join(
-            [
-                f"## {heading}",
-                "",
-                f"Mean ± standard deviation over seeds {list(seeds)} (seed = split, "
-                "initialisation and batch order). Rows: the models, each model's "
-                "learned features into a logistic regression and a random forest, "
-                "and the random forest on flow statistics. Precision, recall and F1 "
-                "are macro averages over classes; detection and false alarm rates "
-                "are of the attack-versus-normal decision at the threshold chosen "
-                "on validation flows; AUCs are of the anomaly score 1 - p(normal).",
-                "",
-                common.summary_table(summary),
-                "",
-                f"Flows per split (seed {seeds[0]}): "
-                + "; ".join(
-                    f"{s}: " + ", ".join(f"{c} {n}" for c, n in counts.items())
-                    for s, counts in split_info[seeds[0]].items()
-                ),
-                "",
-                f"Seed {seeds[0]}'s table and ROC/PR curves: "
-                f"[{part}/comparison.md]({part}/comparison.md)",
-                "",
-                f"![{part}]({plot.name})",
-                "",
-            ]
+        done = list(per_seed)
+        plot = common.bar_plot(
+            report_doc.out_dir / f"{part}.png",
+            summary,
+            ["f1", "roc_auc", "pr_auc"],
+            heading,
         )
-    )
-    report_doc.write()
+        report_doc.add(
+            "\n".join(
+                [
+                    f"## {heading}",
+                    "",
+                    f"Mean ± standard deviation over seeds {done}"
+                    + ("" if len(done) == len(seeds) else f" of {list(seeds)}")
+                    + " (seed = split, initialisation and batch order). Rows: the "
+                    "models, each model's learned features into a logistic "
+                    "regression and a random forest, and the random forest on flow "
+                    "statistics. Precision, recall and F1 are macro averages over "
+                    "classes; detection and false alarm rates are of the "
+                    "attack-versus-normal decision at the threshold chosen on "
+                    "validation flows; AUCs are of the anomaly score 1 - p(normal).",
+                    "",
+                    common.summary_table(summary),
+                    "",
+                    f"Flows per split (seed {seeds[0]}): "
+                    + "; ".join(
+                        f"{s}: " + ", ".join(f"{c} {n}" for c, n in counts.items())
+                        for s, counts in split_info[seeds[0]].items()
+                    ),
+                    "",
+                    f"Seed {seeds[0]}'s table and ROC/PR curves: "
+                    f"[{part}/comparison.md]({part}/comparison.md)",
+                    "",
+                    f"![{part}]({plot.name})",
+                    "",
+                ]
+            ),
+            key=part,
+        )
+        report_doc.write()
     return summary
 
 
@@ -316,69 +325,69 @@ def multiclass_part(report_doc, options, scratch, store_path, models):
             "test_captures_per_class": listed,
             "min_test_captures": FLAGS.min_test_captures,
         }
-        report_doc.write()
-
-    scored_everywhere = [
-        c
-        for c in listed[seeds[0]]
-        if all(listed[s][c] >= FLAGS.min_test_captures for s in seeds)
-    ]
-    keys = ["accuracy", "macro_f1_scored", *(f"f1_{c}" for c in scored_everywhere)]
-    summary = {
-        name: {k: common.mean_std([r.get(k) for r in rows]) for k in keys}
-        for name, rows in runs.items()
-    }
-    report_doc.data["multiclass"]["summary"] = summary
-    table = common.markdown_table(
-        [
-            "model",
-            "Accuracy",
-            "Macro F1 (scored classes)",
-            *(f"F1 {c}" for c in keys[2:]),
-        ],
-        [
-            [name, *(common.format_mean_std(s[k]) for k in keys)]
-            for name, s in summary.items()
-        ],
-    )
-    counts = common.markdown_table(
-        ["class", *(f"test captures, seed {s}" for s in seeds)],
-        [[c, *(listed[s][c] for s in seeds)] for c in listed[seeds[0]]],
-    )
-    plot = common.line_plot(
-        report_doc.out_dir / "multiclass.png",
-        keys[1:],
-        {n: [s[k]["mean"] for k in keys[1:]] for n, s in summary.items()},
-        "Capture corpus, multi-class: mean F1 over seeds",
-        "scored class",
-    )
-    report_doc.add(
-        "\n".join(
+        done = list(per_seed)
+        scored_everywhere = [
+            c
+            for c in listed[seeds[0]]
+            if all(listed[s][c] >= FLAGS.min_test_captures for s in done)
+        ]
+        keys = ["accuracy", "macro_f1_scored", *(f"f1_{c}" for c in scored_everywhere)]
+        summary = {
+            name: {k: common.mean_std([r.get(k) for r in rows]) for k in keys}
+            for name, rows in runs.items()
+        }
+        report_doc.data["multiclass"]["summary"] = summary
+        table = common.markdown_table(
             [
-                "## Capture corpus: one class per capture class",
-                "",
-                f"Same split by capture file, seeds {seeds}. A class is scored only "
-                f"when every seed's test split holds at least "
-                f"{FLAGS.min_test_captures} of its captures; the macro F1 is over "
-                "the classes scored in that seed. Every class still trains. "
-                "Accuracy counts every test flow.",
-                "",
-                table,
-                "",
-                "Test captures per class (classes under the bar are listed, not "
-                "scored):",
-                "",
-                counts,
-                "",
-                "[multiclass/comparison.md](multiclass/comparison.md) holds seed "
-                f"{seeds[0]}'s full table with every class.",
-                "",
-                f"![multiclass]({plot.name})",
-                "",
-            ]
+                "model",
+                "Accuracy",
+                "Macro F1 (scored classes)",
+                *(f"F1 {c}" for c in keys[2:]),
+            ],
+            [
+                [name, *(common.format_mean_std(s[k]) for k in keys)]
+                for name, s in summary.items()
+            ],
         )
-    )
-    report_doc.write()
+        counts = common.markdown_table(
+            ["class", *(f"test captures, seed {s}" for s in done)],
+            [[c, *(listed[s][c] for s in done)] for c in listed[seeds[0]]],
+        )
+        plot = common.line_plot(
+            report_doc.out_dir / "multiclass.png",
+            keys[1:],
+            {n: [s[k]["mean"] for k in keys[1:]] for n, s in summary.items()},
+            "Capture corpus, multi-class: mean F1 over seeds",
+            "scored class",
+        )
+        report_doc.add(
+            "\n".join(
+                [
+                    "## Capture corpus: one class per capture class",
+                    "",
+                    f"Same split by capture file, seeds {done}. A class is scored only "
+                    f"when every seed's test split holds at least "
+                    f"{FLAGS.min_test_captures} of its captures; the macro F1 is over "
+                    "the classes scored in that seed. Every class still trains. "
+                    "Accuracy counts every test flow.",
+                    "",
+                    table,
+                    "",
+                    "Test captures per class (classes under the bar are listed, not "
+                    "scored):",
+                    "",
+                    counts,
+                    "",
+                    "[multiclass/comparison.md](multiclass/comparison.md) holds seed "
+                    f"{seeds[0]}'s full table with every class.",
+                    "",
+                    f"![multiclass]({plot.name})",
+                    "",
+                ]
+            ),
+            key="multiclass",
+        )
+        report_doc.write()
 
 
 def loso_part(report_doc, options, scratch, store_path, models):
@@ -682,7 +691,7 @@ def run_synthetic(report_doc, scratch: pathlib.Path) -> None:
         models,
         scratch,
     )
-    if FLAGS.cross_day:
+    if FLAGS.cross_day_seeds > 0:
         other = prepare(
             job.JobOptions(
                 tiny=FLAGS.tiny, synthetic_scale=FLAGS.synthetic_scale, synthetic_seed=1
@@ -697,7 +706,7 @@ def run_synthetic(report_doc, scratch: pathlib.Path) -> None:
             "SYNTHETIC: trained on one generated day (seed 0), tested on another "
             "(seed 1)",
             lambda seed: crossed,
-            list(range(FLAGS.seeds)),
+            list(range(FLAGS.cross_day_seeds)),
             models,
             scratch,
         )

@@ -107,6 +107,7 @@ def test_compare_models_synthetic_two_seeds_and_cross_day(tmp_path):
         "--steps=8",
         "--models=mlp,cnn_lstm",
         "--synthetic_scale=0.1",
+        "--cross_day_seeds=2",
         "--feature_flows=300",
         f"--out={out}",
         f"--workdir={tmp_path / 'work'}",

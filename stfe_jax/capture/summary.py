@@ -25,6 +25,9 @@ def conversation_keys(batch: PacketBatch) -> np.ndarray:
 
     Returns an array of shape (packets, 7).
     """
+    # TODO: a transport header whose first 4 bytes were captured but lie past
+    # the IP length field's end (damaged packets) has ports 0 here, and counts
+    # as a conversation with port 0; Wireshark lists none for it.
     has_ports = (
         (batch.ip_version > 0)
         & ((batch.protocol == TCP) | (batch.protocol == UDP))

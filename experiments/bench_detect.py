@@ -44,6 +44,7 @@ flags.DEFINE_list("models", ["mlp", "cnn", "lstm", "cnn_lstm"], "Models to time.
 flags.DEFINE_integer("batch_size", 1024, "Scoring batch (flows).")
 flags.DEFINE_integer("baseline_flows", 300, "Flows scored one per call (baseline).")
 flags.DEFINE_bool("live", False, "Also measure the live path on loopback (root).")
+flags.DEFINE_bool("offline", True, "Measure offline scoring of a generated day.")
 flags.DEFINE_list(
     "live_rates",
     ["5000", "20000", "50000", "0"],
@@ -249,20 +250,21 @@ def bench_live_pyshark(rate: float) -> dict:
         sent["packets"], sent["seconds"] = _send(rate)
 
     driver = threading.Thread(target=drive)
-    decoded, first, last = 0, None, None
+    times = []
     driver.start()
-    deadline = time.monotonic() + FLAGS.live_seconds + 30
     try:
-        for _ in capture.sniff_continuously():
-            now = time.monotonic()
-            first = first or now
-            last = now
-            decoded += 1
-            if now > deadline or ("packets" in sent and decoded >= sent["packets"]):
-                break
+        # Stops at the timeout when packets were dropped and fewer arrive.
+        capture.apply_on_packets(
+            lambda packet: times.append(time.monotonic()),
+            timeout=FLAGS.live_seconds + 40,
+        )
+    except TimeoutError:
+        pass
     finally:
         capture.close()
         driver.join()
+    decoded = len(times)
+    first, last = (times[0], times[-1]) if times else (None, None)
     elapsed = (last - first) if first and last and last > first else float("nan")
     return {
         "offered_packets": sent.get("packets"),
@@ -276,10 +278,21 @@ def bench_live_pyshark(rate: float) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    results = {}
+    if FLAGS.offline:
+        results["offline"] = run_offline()
+    if FLAGS.live:
+        results["live"] = run_live()
+    out = pathlib.Path(FLAGS.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {out}")
+
+
+def run_offline() -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         day = mawi_day.generate_day(pathlib.Path(scratch), seed=7, scale=FLAGS.scale)
         offline = bench_offline(day.capture_path)
-
     print(
         f"\nOffline, generated day (seed 7, scale {FLAGS.scale}), batch "
         f"{FLAGS.batch_size}, {jax.device_count()} {jax.default_backend()} device(s)"
@@ -297,40 +310,40 @@ def main(argv):
             f"{r['baseline_one_flow_per_call_flows_per_s']:>11.0f} "
             f"{r['batched_over_baseline']:>5.1f}x"
         )
-    results = {"offline": offline}
+    sys.stdout.flush()
+    return offline
 
-    if FLAGS.live:
-        reason = live_rights_missing()
-        if reason:
-            print(f"\nLive: skipped ({reason})")
-        else:
-            detector = _detector("cnn_lstm")
-            ours, theirs = [], []
-            for rate in (float(r) for r in FLAGS.live_rates):
-                ours.append(bench_live_ours(detector, rate))
-                theirs.append(bench_live_pyshark(rate))
-            results["live"] = {"ours": ours, "pyshark": theirs}
-            print(
-                "\nLive on loopback (UDP, 64x64 flows), cnn_lstm: our dumpcap pipe "
-                "vs pyshark LiveCapture (use_json, include_raw)"
-            )
-            print(
-                f"{'offered/s':>10} {'offered':>8} {'engine rx':>9} {'drops':>6} "
-                f"{'ours read':>9} {'ours ok':>7} {'pyshark':>8} {'pysh/s':>7} "
-                f"{'pysh ok':>7}"
-            )
-            for a, b in zip(ours, theirs, strict=True):
-                print(
-                    f"{a['offered_per_s']:>10.0f} {a['offered_packets']:>8} "
-                    f"{a['engine_received']!s:>9} {a['engine_dropped']!s:>6} "
-                    f"{a['read_and_cut']:>9} {a['kept_up']!s:>7} "
-                    f"{b['decoded_within_window']:>8} "
-                    f"{(b['decoded_per_s'] or 0):>7.0f} {b['kept_up']!s:>7}"
-                )
-    out = pathlib.Path(FLAGS.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {out}")
+
+def run_live() -> dict | None:
+    reason = live_rights_missing()
+    if reason:
+        print(f"\nLive: skipped ({reason})")
+        return None
+    detector = _detector("cnn_lstm")
+    print(
+        "\nLive on loopback (UDP, 64x64 flows), cnn_lstm: our dumpcap pipe "
+        "vs pyshark LiveCapture (use_json, include_raw)"
+    )
+    print(
+        f"{'offered/s':>10} {'offered':>8} {'engine rx':>9} {'drops':>6} "
+        f"{'ours read':>9} {'ours ok':>7} {'pyshark':>8} {'pysh/s':>7} "
+        f"{'pysh ok':>7}",
+        flush=True,
+    )
+    rows = []
+    for rate in (float(r) for r in FLAGS.live_rates):
+        a = bench_live_ours(detector, rate)
+        b = bench_live_pyshark(rate)
+        rows.append({"ours": a, "pyshark": b})
+        print(
+            f"{a['offered_per_s']:>10.0f} {a['offered_packets']:>8} "
+            f"{a['engine_received']!s:>9} {a['engine_dropped']!s:>6} "
+            f"{a['read_and_cut']:>9} {a['kept_up']!s:>7} "
+            f"{b['decoded_within_window']:>8} "
+            f"{(b['decoded_per_s'] or 0):>7.0f} {b['kept_up']!s:>7}",
+            flush=True,
+        )
+    return rows
 
 
 def live_rights_missing() -> str | None:

@@ -16,11 +16,13 @@ tshark's JSON output, 1-2 thousand packets a second (see
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
 import queue
 import re
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -61,6 +63,44 @@ def find_capture_tool() -> str:
         except tools.ToolMissingError:
             continue
     return tools.require_tool("dumpcap", "live capture (--interface)")
+
+
+def _one_packet_pcapng() -> bytes:
+    """A pcapng stream of one Ethernet/IPv4/UDP packet (to compile the reader)."""
+    order = "<"
+
+    def block(block_type: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        length = 12 + len(body)
+        return (
+            struct.pack(order + "II", block_type, length)
+            + body
+            + struct.pack(order + "I", length)
+        )
+
+    udp = struct.pack("!HHHH", 40000, 53, 8, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, bytes(4), bytes(4))
+    frame = bytes(12) + b"\x08\x00" + ip + udp
+    section = struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1)
+    interface = struct.pack(order + "HHI", 1, 0, 65535)
+    packet = struct.pack(order + "IIIII", 0, 0, 0, len(frame), len(frame)) + frame
+    return block(0x0A0D0D0A, section) + block(1, interface) + block(6, packet)
+
+
+def warm_up_flow_assembly(flows_config) -> float:
+    """Runs the reader and the flow table once on a one-packet stream, so that
+    their compiled code is loaded before the capture starts (a first call that
+    compiles would stall the pipe and make the engine drop packets); returns
+    the seconds it took."""
+    started = time.perf_counter()
+    table = LiveFlowTable(flows_config)
+    with open_capture(io.BufferedReader(io.BytesIO(_one_packet_pcapng()))) as capture:
+        for batch in capture.batches():
+            table.push(batch)
+    table.take_full_samples()
+    table.expire(time.time_ns())
+    table.finish()
+    return time.perf_counter() - started
 
 
 def capture_command(tool: str, interface: str, capture_filter: str | None) -> list:
@@ -185,6 +225,9 @@ def detect_live(
         "Model compiled for batch sizes %s in %.1f s",
         sink.scorer.batch_sizes,
         sink.summary.compile_seconds,
+    )
+    logging.info(
+        "Reader and flow table ready in %.1f s", warm_up_flow_assembly(flows_config)
     )
     command = capture_command(tool, interface, capture_filter)
     name = f"live:{interface}"

@@ -6,6 +6,9 @@ to the cluster (a capture whose task fails is retried, then recorded with its
 error while the others go on), and merges the done records into the store's
 manifest, written last. The cluster is a ``LocalCluster`` of worker processes on
 127.0.0.1 unless a scheduler address or a ``Client`` is given.
+
+TODO: ``Store.open`` and training read local paths only; a store written to an
+object store must be copied down or mounted (gcsfuse, s3fs-fuse) to train on it.
 """
 
 from __future__ import annotations

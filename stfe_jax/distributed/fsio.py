@@ -91,6 +91,8 @@ def capture_identity(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]
     """What identifies a capture's content cheaply: ``path`` (as written in the
     store's records), ``size`` in bytes and ``mtime_ns`` (None where the storage
     reports no modification time); object stores add their ``etag``."""
+    # TODO: one request per capture on object stores; a glob's listing already
+    # holds these fields and could be reused for archives of many thousand files.
     if is_local(fs):
         stat = os.stat(path)
         return {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

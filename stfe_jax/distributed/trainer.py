@@ -117,6 +117,10 @@ def predict_split(
 
     Raises:
       RuntimeError: a flow was scored twice or never (a bug, never expected).
+
+    TODO: every process holds every flow's features (n x D floats) afterwards;
+    splits of many millions of flows need the features kept where they were
+    computed, or only a sample gathered.
     """
     indices = np.asarray(indices, np.int64)
     count = jax.process_count()

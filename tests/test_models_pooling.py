@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stfe_jax.models.pooling import max_pool_1d
+from stfe_jax.models.pooling import max_pool_1d, reduce_window_max_pool_1d
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,30 @@ def test_max_pool_1d_keeps_leading_axes_and_rejects_short_input():
     np.testing.assert_array_equal(pooled, x[:, :, 1::2, :])
     with pytest.raises(ValueError, match="window of 4"):
         max_pool_1d(jnp.zeros((1, 3, 2)), 4)
+
+
+def test_cnn_lstm_pooling_choices_agree():
+    """The model with either pooling gives the same logits from the same params."""
+    from stfe_jax.configs import get_config
+    from stfe_jax.models import build_model
+
+    rng = np.random.default_rng(0)
+    batch = {
+        "packets": rng.integers(0, 256, (3, 4, 32), dtype=np.uint8),
+        "packet_caplen": rng.integers(1, 33, (3, 4)).astype(np.uint16),
+        "direction": rng.integers(0, 2, (3, 4)).astype(np.uint8),
+        "iat_s": rng.random((3, 4)).astype(np.float32),
+        "n_packets": np.array([1, 3, 4], np.int32),
+    }
+    config = get_config("cnn_lstm", tiny=True)
+    fast = build_model(config.model)
+    variables = fast.init(jax.random.key(0), batch)
+    config.model.pooling = "reduce_window"
+    plain = build_model(config.model)
+    np.testing.assert_allclose(
+        fast.apply(variables, batch), plain.apply(variables, batch), atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        reduce_window_max_pool_1d(batch["iat_s"][:, :, None], 2),
+        max_pool_1d(batch["iat_s"][:, :, None], 2),
+    )

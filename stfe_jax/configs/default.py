@@ -57,6 +57,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     model.conv_features = (32, 64)  # channels of each 1-D convolution
     model.kernel_size = 3  # bytes
     model.pool_size = 2  # bytes; max-pooling window and stride
+    model.pooling = "slices"  # max-pool as "slices" (fast) or "reduce_window"
     model.packet_features = 128  # per-packet vector after the convolutions
     model.lstm_hidden = 64
     model.mlp_hidden = (512, 128)

@@ -18,6 +18,7 @@ class CNN(FlowModel):
     kernel_size: int = 3
     pool_size: int = 2
     packet_features: int = 128
+    pooling: str = "slices"
 
     def setup_body(self):
         self.packet_cnn = PacketCNN(
@@ -25,6 +26,7 @@ class CNN(FlowModel):
             self.kernel_size,
             self.pool_size,
             self.packet_features,
+            self.pooling,
             self.dtype,
         )
 

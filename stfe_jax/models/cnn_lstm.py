@@ -19,6 +19,7 @@ class CNNLSTM(FlowModel):
     kernel_size: int = 3
     pool_size: int = 2
     packet_features: int = 128
+    pooling: str = "slices"
     lstm_hidden: int = 64
 
     def setup_body(self):
@@ -27,6 +28,7 @@ class CNNLSTM(FlowModel):
             self.kernel_size,
             self.pool_size,
             self.packet_features,
+            self.pooling,
             self.dtype,
         )
         self.lstm = MaskedLSTM(self.lstm_hidden, self.dtype)

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stfe_jax.models.pooling import max_pool_1d
+from stfe_jax.models.pooling import POOLING
 
 
 class PacketCNN(nn.Module):
@@ -15,17 +15,25 @@ class PacketCNN(nn.Module):
     Maps encoded bytes (b, P, B, E) to one vector per packet (b, P, packet_features):
     each convolution (``kernel_size`` bytes, "SAME" padding) is followed by a ReLU
     and a max-pool of ``pool_size`` bytes; the result is flattened and projected by
-    a dense layer. The same weights serve every packet of every flow.
+    a dense layer. The same weights serve every packet of every flow. ``pooling``
+    "slices" is the fast formulation (see ``pooling``), "reduce_window" the
+    plain ``nn.max_pool``.
     """
 
     conv_features: Sequence[int] = (32, 64)
     kernel_size: int = 3
     pool_size: int = 2
     packet_features: int = 128
+    pooling: str = "slices"
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, encoded_bytes: jax.Array) -> jax.Array:
+        if self.pooling not in POOLING:
+            raise ValueError(
+                f"unknown pooling {self.pooling!r}; expected one of {list(POOLING)}"
+            )
+        max_pool_1d = POOLING[self.pooling]
         b, num_packets, num_bytes, width = encoded_bytes.shape
         x = encoded_bytes.reshape(b * num_packets, num_bytes, width)
         for features in self.conv_features:

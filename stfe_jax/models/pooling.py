@@ -7,6 +7,7 @@ of strided slices differentiates into cheap element-wise selects. The two agree
 exactly on the forward pass (tested against ``nn.max_pool``).
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -29,27 +30,19 @@ def max_pool_1d(x: jax.Array, window: int, stride: int | None = None) -> jax.Arr
         raise ValueError(f"cannot pool {length} positions with a window of {window}")
     out_length = (length - window) // stride + 1
     span = (out_length - 1) * stride + 1
-
-    if window == stride:
-        # Non-overlapping windows: one reshape and a maximum over the window axis.
-        trimmed = x[..., : out_length * window, :]
-        shape = (*x.shape[:-2], out_length, window, x.shape[-1])
-        return jnp.max(trimmed.reshape(shape), axis=-2)
-
     pooled = x[..., 0:span:stride, :]
     for offset in range(1, window):
         pooled = jnp.maximum(pooled, x[..., offset : offset + span : stride, :])
     return pooled
 
 
-def max_pool_1d_slices(
+def reduce_window_max_pool_1d(
     x: jax.Array, window: int, stride: int | None = None
 ) -> jax.Array:
-    """The same pooling as ``max_pool_1d``, always as a maximum of strided slices."""
+    """The same pooling through ``nn.max_pool`` (XLA reduce-window), for
+    comparison: equal results, a slower backward pass on CPU."""
     stride = window if stride is None else stride
-    out_length = (x.shape[-2] - window) // stride + 1
-    span = (out_length - 1) * stride + 1
-    pooled = x[..., 0:span:stride, :]
-    for offset in range(1, window):
-        pooled = jnp.maximum(pooled, x[..., offset : offset + span : stride, :])
-    return pooled
+    return nn.max_pool(x, (window,), strides=(stride,), padding="VALID")
+
+
+POOLING = {"slices": max_pool_1d, "reduce_window": reduce_window_max_pool_1d}

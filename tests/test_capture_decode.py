@@ -302,3 +302,10 @@ def test_ieee80211_data_frames(tmp_path):
     np.testing.assert_array_equal(batch.dst_port, [80, 80, 0])
     batch = decode(tmp_path, [radiotap + qos + snap], link_type=127)
     assert batch.net_offset[0] == 42 and batch.ip_version[0] == 4
+
+
+def test_ppi_with_ethernet_inside(tmp_path):
+    frame = pk.ethernet(tcp_v4(), ethertype=0x0800)
+    ppi = struct.pack("<BBHI", 0, 0, 8, 1) + frame
+    batch = decode(tmp_path, [ppi], link_type=192)
+    assert batch.net_offset[0] == 22 and batch.dst_port[0] == 80

@@ -3,8 +3,8 @@
 For every packet of a batch the decoder finds the network header behind the link
 layer (Ethernet with 802.1Q/QinQ tags, LLC/SNAP, PPPoE, MPLS and a few vendor
 shims; raw IP; Linux cooked SLL and SLL2; BSD loopback; PPP; Cisco HDLC; FDDI;
-Frame Relay; ARCNET; unencrypted 802.11 data frames, bare or behind radiotap or
-Prism headers; NFLOG; IPNET), then reads the outermost IPv4
+Frame Relay; ARCNET; unencrypted 802.11 data frames, bare or behind radiotap,
+Prism or PPI headers; NFLOG; IPNET), then reads the outermost IPv4
 or IPv6 header (IPv4 options and IPv6 extension headers are walked) and the first
 bytes of the transport header, as far as the captured bytes go.
 """
@@ -324,6 +324,17 @@ def find_network(data, start, caplen, link_type):
         return _ieee80211_network(data, start, caplen, radiotap_len)
     if link_type == 119:  # Prism monitor header (144 bytes), then 802.11
         return _ieee80211_network(data, start, caplen, 144)
+    if link_type == 192:  # PPI: little-endian header length and inner DLT
+        if caplen < 8:
+            return -1, 0, 0
+        ppi_len = np.int64(data[start + 2]) | (np.int64(data[start + 3]) << 8)
+        inner = np.int64(data[start + 4]) | (np.int64(data[start + 5]) << 8)
+        if inner == 1 and ppi_len + 14 <= caplen:
+            ethertype = _be16(data, start + ppi_len + 12)
+            return _follow_ethertype(data, start, caplen, ethertype, ppi_len + 14)
+        if inner == 105:
+            return _ieee80211_network(data, start, caplen, ppi_len)
+        return -1, 0, 0
     if link_type == 10:  # FDDI: frame control and addresses, then LLC
         return _follow_ethertype(data, start, caplen, 0, 13)
     if link_type == 226:  # Solaris IPNET: 24-byte header, address family
@@ -334,7 +345,7 @@ def find_network(data, start, caplen, link_type):
         if data[start + 1] == 26:
             return 24, 0, 6
         return -1, 0, 0
-    # TODO: PPI, PKTAP, Juniper, 6LoWPAN, DSA-tagged and other rare link types
+    # TODO: PKTAP, Juniper, 6LoWPAN, DSA-tagged and other rare link types
     # are not decoded (counted and reported by the reader instead); none is
     # common in traffic datasets.
     if link_type == 239:  # Linux NFLOG

@@ -19,6 +19,7 @@ ARCNET_LINUX = 129
 IEEE802_11 = 105
 IEEE802_11_RADIOTAP = 127
 PRISM = 119
+PPI = 192
 IPNET = 226
 NFLOG = 239
 
@@ -44,6 +45,7 @@ DECODED = frozenset(
         IEEE802_11,
         IEEE802_11_RADIOTAP,
         PRISM,
+        PPI,
         IPNET,
         NFLOG,
     }

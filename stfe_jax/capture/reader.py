@@ -516,7 +516,7 @@ def open_capture(
     other blocks skipped; either one gzip-compressed. Each packet's network header
     is found behind Ethernet (802.1Q/QinQ tags, LLC/SNAP, PPPoE, MPLS and a few
     vendor shims), raw IP, Linux SLL/SLL2, BSD loopback, PPP, Cisco HDLC, Frame
-    Relay, FDDI, ARCNET, unencrypted 802.11 data (bare, radiotap or Prism), NFLOG
+    Relay, FDDI, ARCNET, unencrypted 802.11 data (bare, radiotap, Prism, PPI), NFLOG
     and IPNET. The outermost IPv4 header (options skipped) or IPv6 header
     (extension headers walked, AH included, up to ESP or the transport header),
     the transport ports and the TCP flags are decoded as far as the captured

@@ -20,7 +20,7 @@ from stfe_jax.distributed.cluster_build import preprocess_captures
 FLAGS = flags.FLAGS
 
 flags.DEFINE_multi_string(
-    "captures", [], "Capture files, URLs or globs (pcap, pcapng, optionally gzip)."
+    "captures", None, "Capture files, URLs or globs (pcap, pcapng, optionally gzip)."
 )
 flags.DEFINE_string("store", None, "Store root: a path or a URL (s3://, gs://).")
 flags.DEFINE_integer(

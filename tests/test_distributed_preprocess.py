@@ -390,3 +390,31 @@ def test_object_store_urls_through_fsspec(captures, flows_config, reference):
                     assert remote == local.read_bytes(), (folder, name)
     finally:
         memory.rm("memory://bucket", recursive=True)
+
+
+def test_command_line_builds_the_store(captures, flows_config, reference, tmp_path):
+    import subprocess
+    import sys
+
+    store_dir = tmp_path / "store"
+    folder = pathlib.Path(captures[0]).parent
+    command = [
+        sys.executable,
+        "-m",
+        "stfe_jax.distributed.preprocess",
+        f"--captures={folder}/day*.pcap",
+        f"--store={store_dir}",
+        "--workers=1",
+        "--tiny",
+        f"--shard_flows={SHARD_FLOWS}",
+    ]
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        command, cwd=repo, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 built, 0 skipped, 0 failed" in done.stderr
+    _assert_same_arrays(
+        Store.open(store_dir, expect_flows_config=flows_config), reference
+    )

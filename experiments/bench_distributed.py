@@ -6,8 +6,10 @@ folder: single-process ``build_store`` (the baseline), and
 ``preprocess_captures`` on a LocalCluster of 1 and of 2 worker processes. The
 cluster is started before the clock starts (its start-up is printed apart), and
 each worker reads one capture first so that its imports and compiled kernels are
-loaded. Prints packets/s and flows/s side by side and the 2-worker / 1-worker
-ratio, and writes them to ``experiments/results/bench_distributed/report.json``.
+loaded. Prints packets/s and flows/s side by side, the seconds spent inside the
+per-capture work summed over captures (``work s``; above the wall time when
+workers run in parallel), and the 2-worker / 1-worker ratio, and writes them to
+``experiments/results/bench_distributed/report.json``.
 
     .venv/bin/python experiments/bench_distributed.py --packets=300000
 """
@@ -56,16 +58,19 @@ def pick_captures(target_packets: int) -> tuple[list[str], int]:
     return sorted(chosen), total
 
 
-def warm_up(client, capture: str, flows_config) -> None:
-    """Each worker builds one capture into a scratch store (imports, kernels)."""
+def warm_up(client, captures: list[str], flows_config) -> None:
+    """Each worker builds ``captures`` into a scratch store (imports, kernels)."""
     from stfe_jax.distributed import CaptureJob, build_capture_shards
     from stfe_jax.flows.options import FlowOptions
 
     scratch = tempfile.mkdtemp(prefix="bench_warm_")
     options = FlowOptions.from_config(flows_config).to_dict()
     for i, worker in enumerate(client.scheduler_info()["workers"]):
-        job = CaptureJob(i, capture, scratch, options, 65536)
-        client.submit(build_capture_shards, job, workers=[worker], pure=False).result()
+        for j, capture in enumerate(captures):
+            job = CaptureJob(i * len(captures) + j, capture, scratch, options, 65536)
+            client.submit(
+                build_capture_shards, job, workers=[worker], pure=False
+            ).result()
     shutil.rmtree(scratch)
 
 
@@ -74,7 +79,7 @@ def run_cluster(captures, flows_config, workers: int, out: pathlib.Path) -> dict
     with cluster_client(workers=workers) as client:
         client.wait_for_workers(workers)
         startup_s = time.perf_counter() - started
-        warm_up(client, captures[0], flows_config)
+        warm_up(client, captures[:2], flows_config)
         began = time.perf_counter()
         summary = preprocess_captures(
             captures, out, flows_config, client=client, progress=False
@@ -87,6 +92,7 @@ def run_cluster(captures, flows_config, workers: int, out: pathlib.Path) -> dict
         "startup_s": startup_s,
         "packets": summary.packets,
         "flows": summary.flows,
+        "work_s": _work_seconds(summary.manifest),
     }
 
 
@@ -101,7 +107,13 @@ def run_single(captures, flows_config, out: pathlib.Path) -> dict:
         "startup_s": 0.0,
         "packets": packets,
         "flows": store.num_flows,
+        "work_s": _work_seconds(store.manifest),
     }
+
+
+def _work_seconds(manifest: dict) -> float:
+    """Seconds spent inside the per-capture work, summed over captures."""
+    return float(sum(r["seconds"] or 0.0 for r in manifest["captures"]))
 
 
 def main() -> None:
@@ -116,7 +128,7 @@ def main() -> None:
     print(f"{len(captures)} captures, {expected} packets (manifest), in {work}")
 
     # Loads the compiled kernels into this process too before timing.
-    build_store(captures[:1], work / "warm", flows_config)
+    build_store(captures[:2], work / "warm", flows_config)
     runs = [
         run_single(captures, flows_config, work / "single"),
         run_cluster(captures, flows_config, 1, work / "one"),
@@ -129,12 +141,12 @@ def main() -> None:
     print()
     print(
         f"{'run':42s} {'seconds':>8s} {'packets/s':>11s} {'flows/s':>9s} "
-        f"{'start-up s':>10s}"
+        f"{'start-up s':>10s} {'work s':>7s}"
     )
     for run in runs:
         print(
             f"{run['name']:42s} {run['seconds']:8.2f} {run['packets_per_s']:11.0f} "
-            f"{run['flows_per_s']:9.0f} {run['startup_s']:10.2f}"
+            f"{run['flows_per_s']:9.0f} {run['startup_s']:10.2f} {run['work_s']:7.2f}"
         )
     single, one, two = runs
     ratios = {
@@ -151,7 +163,7 @@ def main() -> None:
         "command": " ".join([sys.executable, *sys.argv]),
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "load_average_1m": os.getloadavg()[0],
+        "load_average_1m_at_end": os.getloadavg()[0],
         "captures": len(captures),
         "runs": runs,
         "ratios": ratios,

@@ -101,6 +101,10 @@ def make_capture(path: pathlib.Path, min_packets: int, factor: int = 1) -> int:
             for t, (_, data, wl) in zip(shifted, records, strict=True)
         ]
         cursor = int(shifted[-1]) + NS
+        if len(one_pass) >= min_packets:  # a small run needs only a prefix
+            one_pass = one_pass[:min_packets]
+            cursor = one_pass[-1][0] + NS
+            break
     span = cursor - 1_500_000_000 * NS
     repeats = -(-min_packets // len(one_pass)) * factor
 

@@ -190,7 +190,7 @@ def test_packets_cut_short_decode_as_far_as_the_bytes_go(tmp_path):
     np.testing.assert_array_equal(batch.caplen, [len(c) for c in cuts])
     np.testing.assert_array_equal(batch.wirelen[:5], [len(frame)] * 5)
     np.testing.assert_array_equal(batch.ip_version, [4, 4, 4, 4, 0, 6])
-    np.testing.assert_array_equal(batch.net_offset, [14, 14, 14, 14, -1, 14])
+    np.testing.assert_array_equal(batch.net_offset, [14, 14, 14, -1, -1, 14])
     np.testing.assert_array_equal(batch.l4_offset, [34, 34, 34, -1, -1, -1])
     np.testing.assert_array_equal(batch.dst_port, [80, 80, 0, 0, 0, 0])
     np.testing.assert_array_equal(batch.tcp_flags, [0x12, 0, 0, 0, 0, 0])
@@ -287,6 +287,7 @@ def test_bogus_version_counts_as_the_link_layer_says(tmp_path):
     frames = [pk.ethernet(bad, ethertype=0x0800), pk.ethernet(bad, ethertype=0x86DD)]
     batch = decode(tmp_path, frames)
     np.testing.assert_array_equal(batch.ip_version, [4, 0])
+    np.testing.assert_array_equal(batch.net_offset, [-1, -1])
     np.testing.assert_array_equal(batch.protocol, [0, 0])
     np.testing.assert_array_equal(batch.l4_offset, [-1, -1])
 

@@ -411,12 +411,12 @@ def test_garbage_is_a_capture_format_error_naming_file_offset_and_magic(
 
 
 def test_unknown_link_type_is_counted_and_reported(tmp_path):
-    path = tmp_path / "wifi.pcap"
-    writers.write_pcap(path, [(T0_NS, b"\x08\x00" + bytes(30))] * 3, link_type=105)
+    path = tmp_path / "user0.pcap"
+    writers.write_pcap(path, [(T0_NS, b"\x08\x00" + bytes(30))] * 3, link_type=147)
 
     capture, batches = read_all(path)
 
-    assert capture.link_types == {105: 3}
+    assert capture.link_types == {147: 3}
     assert (column(batches, "ip_version") == 0).all()
     (warning,) = capture.warnings
-    assert "link type 105" in warning and "3 packets" in warning
+    assert "link type 147" in warning and "3 packets" in warning

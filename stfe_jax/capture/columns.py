@@ -54,12 +54,13 @@ class PacketBatch:
       link_type: LINKTYPE_* value of the interface the packet was captured on.
       vlan_id: outermost 802.1Q VLAN id, 0 when untagged.
       net_offset: offset in bytes of the network (IP) header from the start of the
-        packet's bytes; -1 when no IP header was found (non-IP ethertype, unknown
-        link type, or no byte of it captured).
+        packet's bytes; -1 when no decodable IP header was found (non-IP
+        ethertype, unknown link type, IP header cut short by the capture or with
+        a version nibble contradicting the link layer).
       ip_version: 4 or 6 for the outermost IP header, 0 when there is none. A
-        header cut short by the capture, or whose version nibble contradicts the
-        link layer, still has its version here (as Wireshark counts it) but its
-        other fields stay zero.
+        header cut short by the capture, or announced as IPv4 by the link layer
+        but with another version nibble, still has its version here (as
+        Wireshark counts it) while net_offset is -1 and the other fields are 0.
       src_addr, dst_addr: 16-byte addresses of the outermost IP header; IPv4 as
         IPv4-mapped IPv6 (``::ffff:a.b.c.d``); zeros when there is no IP header.
       protocol: transport protocol number (IPv4 protocol, or the IPv6 next header

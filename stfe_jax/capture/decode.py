@@ -402,15 +402,14 @@ def decode_packets(
             if version != 4 and version != 6:
                 continue
             family = version
+        # A header that cannot be decoded (version nibble contradicting the link
+        # layer, or cut short by the capture) keeps net_offset -1 but still has
+        # its ip_version, as Wireshark counts it. Damaged headers announced as
+        # IPv6 are not IP for Wireshark, so not for us either.
         if version != family:
-            # The version nibble contradicts the link layer (a damaged or fuzzed
-            # header). As Wireshark does, a header announced as IPv4 still counts
-            # as IPv4 (nothing more decoded); one announced as IPv6 is not IP.
             if family == 4:
                 ip_version[i] = 4
-                net_offset[i] = net
             continue
-        net_offset[i] = net
         ip_version[i] = family
         transport = -1
         end = cap  # end of the captured bytes of the IP packet
@@ -419,7 +418,7 @@ def decode_packets(
         reported_end = np.int64(1) << 40
         if version == 4:
             if cap - net < 20:
-                continue  # header cut short: counted as IPv4, no fields
+                continue  # header cut short: counted as IPv4, not decoded
             ip = start + net
             header_len = np.int64(data[ip] & 0x0F) * 4
             total_len = _be16(data, ip + 2)
@@ -450,8 +449,9 @@ def decode_packets(
                 transport = net + header_len
         elif version == 6:
             if cap - net < 40:
-                continue  # header cut short: counted as IPv6, no fields
+                continue  # header cut short: counted as IPv6, not decoded
             ip = start + net
+            net_offset[i] = net
             for k in range(16):
                 src_addr[i, k] = data[ip + 8 + k]
                 dst_addr[i, k] = data[ip + 24 + k]

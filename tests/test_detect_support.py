@@ -1,8 +1,9 @@
-"""Captures built in code for the detection tests, and a tiny model trained on them.
+"""Helpers of the detection tests (no tests here): captures built in code, the
+tiny model the tests share, and the per-flow ground truth of a generated day.
 
 Benign traffic: TCP sessions (handshake, request, response, FIN close) and DNS-like
 UDP exchanges. The anomaly: a SYN scan of many closed ports (SYN, then RST-ACK).
-This module holds helpers only, no tests.
+The shared model is the tiny CNN-LSTM trained on the built-in synthetic day.
 """
 
 from __future__ import annotations
@@ -136,35 +137,6 @@ def write_capture(path: pathlib.Path, records) -> pathlib.Path:
     records = sorted(records, key=lambda record: record[0])
     writers.write_pcap(path, records)
     return path
-
-
-def train_tiny_model(
-    workdir: pathlib.Path, model: str = "cnn_lstm", steps: int = 150
-) -> pathlib.Path:
-    """Trains the tiny config on a benign and a scan capture; returns the model dir.
-
-    Flows are labelled per capture ("benign" / "scan") and split at random.
-    """
-    from stfe_jax import main
-
-    data = workdir / "train_data"
-    data.mkdir(parents=True, exist_ok=True)
-    benign = write_capture(data / "benign.pcap", benign_records(seed=1, sessions=600))
-    scan = write_capture(data / "scan.pcap", scan_records(seed=2, ports=600))
-    manifest = data / "classes.csv"
-    manifest.write_text(f"capture,class\n{benign.name},benign\n{scan.name},scan\n")
-    model_dir = workdir / "model"
-    main.train_job(
-        main.JobOptions(
-            model=model,
-            captures=[str(benign), str(scan)],
-            labels=[str(manifest)],
-            workdir=str(model_dir),
-            tiny=True,
-            overrides=["split.policy=random", f"train.steps={steps}"],
-        )
-    )
-    return model_dir
 
 
 # Training of the shared test model: the tiny config with more steps than its

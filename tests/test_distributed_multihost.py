@@ -1,6 +1,7 @@
 """Training over 2 JAX processes on the CPU (2 fake devices each, gloo over
 127.0.0.1) against one process fed the same global batches: the same parameters
-within float tolerance, and every validation and test flow scored once."""
+within float tolerance, resumed across process counts, and every validation and
+test flow scored once."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from stfe_jax import configs
 from stfe_jax.store import build_store
 from stfe_jax.store.splits import assign_split
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(900)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 300
@@ -90,12 +91,11 @@ def _environment(port: int | None) -> dict:
     return env
 
 
-def _run_all(commands_and_envs, workdir: pathlib.Path) -> None:
+def _run_all(commands_and_envs, workdir: pathlib.Path, name: str) -> None:
     """Runs the processes together, each bounded by RUN_TIMEOUT_S; fails with
     their logs if any fails."""
-    logs = [
-        open(workdir / f"process{i}.log", "w") for i in range(len(commands_and_envs))
-    ]
+    paths = [workdir / f"{name}{i}.log" for i in range(len(commands_and_envs))]
+    logs = [open(path, "w") for path in paths]
     processes = [
         subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=log)
         for (command, env), log in zip(commands_and_envs, logs, strict=True)
@@ -112,9 +112,7 @@ def _run_all(commands_and_envs, workdir: pathlib.Path) -> None:
         for log in logs:
             log.close()
     if any(codes):
-        texts = [
-            (workdir / f"process{i}.log").read_text()[-3000:] for i in range(len(logs))
-        ]
+        texts = [path.read_text()[-3000:] for path in paths]
         pytest.fail(f"exit codes {codes}:\n" + "\n-----\n".join(texts))
 
 
@@ -145,33 +143,52 @@ def _flat(tree, prefix=""):
 
 
 def test_two_processes_train_like_one(labelled_store, tmp_path):
-    port = _free_port()
-    two = tmp_path / "two"
+    """Two processes train unbroken; one process holding both data parts trains
+    half-way and stops, and two processes resume its checkpoint: both end with
+    the same parameters, having seen the same global batches."""
+    two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir()
-    coordinator = [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
-    one = tmp_path / "one"
     one.mkdir()
+
+    def pair(workdir, extra):
+        port = _free_port()
+        flags = [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
+        return [
+            (
+                _command(
+                    labelled_store, workdir, [*flags, f"--process_id={i}", *extra]
+                ),
+                _environment(port),
+            )
+            for i in range(2)
+        ]
+
     _run_all(
         [
+            *pair(two, []),
             (
-                _command(labelled_store, two, [*coordinator, "--process_id=0"]),
-                _environment(port),
+                _command(
+                    labelled_store,
+                    one,
+                    ["--num_parts=2", f"--set=train.stop_at_step={STEPS // 2}"],
+                ),
+                _environment(None),
             ),
-            (
-                _command(labelled_store, two, [*coordinator, "--process_id=1"]),
-                _environment(port),
-            ),
-            # One process holding both data parts: the same global batches.
-            (_command(labelled_store, one, ["--num_parts=2"]), _environment(None)),
         ],
         tmp_path,
+        "first",
     )
+    stopped = json.loads((one / "results.json").read_text())
+    assert stopped["interrupted"] and stopped["final_step"] == STEPS // 2
+    assert stopped["process_count"] == 1
+    assert stopped["timings"]["num_devices"] == 2
+    _run_all(pair(one, ["--resume"]), tmp_path, "resumed")
 
     two_results = json.loads((two / "results.json").read_text())
     one_results = json.loads((one / "results.json").read_text())
-    assert two_results["process_count"] == 2 and one_results["process_count"] == 1
+    assert two_results["process_count"] == one_results["process_count"] == 2
     assert two_results["timings"]["num_devices"] == 4
-    assert one_results["timings"]["num_devices"] == 2
+    assert one_results["resumed_from"] == STEPS // 2
     assert two_results["final_step"] == one_results["final_step"] == STEPS
 
     # Training moved the parameters, identically in both runs.
@@ -181,6 +198,7 @@ def test_two_processes_train_like_one(labelled_store, tmp_path):
     assert two_params.keys() == one_params.keys() and len(two_params) >= 4
     for name, value in two_params.items():
         np.testing.assert_allclose(value, one_params[name], rtol=1e-4, atol=1e-6)
+    # The first validation of the resumed run was made by the single process.
     for a, b in zip(two_results["history"], one_results["history"], strict=True):
         assert a["step"] == b["step"]
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)

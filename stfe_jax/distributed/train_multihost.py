@@ -137,6 +137,7 @@ def _write_summary(workdir: str, results: dict) -> None:
             "best_step",
             "final_step",
             "early_stopped",
+            "interrupted",
             "resumed_from",
             "threshold",
             "num_parts",

@@ -229,11 +229,13 @@ def train_multihost(
 
     Returns:
       A dict: ``model``, ``class_names``, ``normal_class``, ``history``,
-      ``best_step``, ``final_step``, ``early_stopped``, ``resumed_from``,
-      ``splits`` (``val`` and ``test`` as ``predict_split`` returns them),
-      ``threshold``, ``params`` (final, numpy), ``num_parts``, ``process_count``,
-      ``timings`` (``compile_s``, ``train_s``, ``steps_per_s``,
-      ``samples_per_s``, ``eval_s``, ``num_devices``) and ``checkpoint_dir``.
+      ``best_step``, ``final_step``, ``early_stopped``, ``interrupted`` (stopped
+      at ``train.stop_at_step``, after saving the last checkpoint; then no split
+      is scored), ``resumed_from``, ``splits`` (``val`` and ``test`` as
+      ``predict_split`` returns them), ``threshold``, ``params`` (final, numpy),
+      ``num_parts``, ``process_count``, ``timings`` (``compile_s``, ``train_s``,
+      ``steps_per_s``, ``samples_per_s``, ``eval_s``, ``num_devices``) and
+      ``checkpoint_dir``.
     """
     started = time.perf_counter()
     dataset = Dataset.from_any(dataset)
@@ -303,6 +305,7 @@ def train_multihost(
     batches = train_batches(dataset, train_config, num_parts, start_step=step)
     train_started = None
     timed_steps = 0
+    interrupted = False
     losses: list = []
     try:
         while step < train_config.steps and not loop_state["early_stopped"]:
@@ -338,6 +341,12 @@ def train_multihost(
                 )
                 timings["eval_s"] += time.perf_counter() - eval_started
                 train_started = time.perf_counter()
+            if train_config.stop_at_step and step == train_config.stop_at_step:
+                jax.block_until_ready(state)
+                checkpoints.save_last(state, loop_state)
+                interrupted = True
+                logging.info("Stopped at step %d as configured (stop_at_step)", step)
+                break
     finally:
         batches.close()
     jax.block_until_ready(state)
@@ -347,6 +356,28 @@ def train_multihost(
         timings["steps_per_s"] = timed_steps / timings["train_s"]
         timings["samples_per_s"] = timings["steps_per_s"] * train_config.batch_size
     timings["num_devices"] = sharding.num_devices
+    results = {
+        "model": config.model.name,
+        "class_names": list(dataset.class_names),
+        "normal_class": dataset.normal_class,
+        "history": loop_state["history"],
+        "best_step": loop_state["best_step"],
+        "final_step": step,
+        "early_stopped": loop_state["early_stopped"],
+        "interrupted": interrupted,
+        "resumed_from": resumed_from,
+        "splits": {},
+        "threshold": None,
+        "params": multihost.to_host(state.params),
+        "num_parts": num_parts,
+        "process_count": jax.process_count(),
+        "timings": timings,
+        "checkpoint_dir": str(checkpoints.directory),
+    }
+    if interrupted:
+        checkpoints.close()
+        multihost.sync("train_multihost_done")
+        return results
 
     eval_started = time.perf_counter()
     best_state = state
@@ -381,23 +412,8 @@ def train_multihost(
             summary["accuracy"],
             summary["macro"]["f1"],
         )
-    return {
-        "model": config.model.name,
-        "class_names": list(dataset.class_names),
-        "normal_class": dataset.normal_class,
-        "history": loop_state["history"],
-        "best_step": loop_state["best_step"],
-        "final_step": step,
-        "early_stopped": loop_state["early_stopped"],
-        "resumed_from": resumed_from,
-        "splits": splits,
-        "threshold": threshold,
-        "params": multihost.to_host(state.params),
-        "num_parts": num_parts,
-        "process_count": jax.process_count(),
-        "timings": timings,
-        "checkpoint_dir": str(checkpoints.directory),
-    }
+    results.update(splits=splits, threshold=threshold)
+    return results
 
 
 def _choose_threshold(val: dict, normal_class: int) -> dict:

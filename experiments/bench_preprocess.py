@@ -122,6 +122,76 @@ def make_capture(path: pathlib.Path, min_packets: int, factor: int = 1) -> int:
 # -- the baseline: dpkt objects and a dict of flows ------------------------------
 
 
+def _is_icmp_error(proto: int, icmp_type: int) -> bool:
+    return icmp_type in (3, 4, 5, 11, 12) if proto == 1 else 1 <= icmp_type <= 4
+
+
+def _quoted_five_tuple(buf: bytes, icmp: int, proto: int):
+    """(src, dst, protocol, src port, dst port) an ICMP error quotes, or None."""
+    if icmp >= len(buf) or not _is_icmp_error(proto, buf[icmp]):
+        return None
+    q = icmp + 8
+    if proto == 1:
+        if q + 20 > len(buf) or buf[q] >> 4 != 4 or buf[q + 6] & 0x1F or buf[q + 7]:
+            return None
+        inner = buf[q + 9]
+        src, dst = V4_PREFIX + buf[q + 12 : q + 16], V4_PREFIX + buf[q + 16 : q + 20]
+        l4 = q + (buf[q] & 0x0F) * 4
+    else:
+        if q + 40 > len(buf) or buf[q] >> 4 != 6:
+            return None
+        inner, src, dst = buf[q + 6], buf[q + 8 : q + 24], buf[q + 24 : q + 40]
+        l4 = q + 40
+    ports = (0, 0)
+    if inner in PORT_PROTOCOLS:
+        if l4 + 4 > len(buf):
+            return None
+        ports = struct.unpack_from("!HH", buf, l4)
+    return src, dst, inner, *ports
+
+
+def _mask_quoted(row: bytearray, q: int, kept: int, proto: int, o) -> None:
+    def zero(a: int, b: int) -> None:
+        for j in range(a, min(b, kept)):
+            row[j] = 0
+
+    if q >= kept:
+        return
+    if proto == 1:
+        if row[q] >> 4 != 4:
+            return
+        if o.mask_addresses:
+            zero(q + 12, q + 20)
+        if o.mask_ip_checksum_id:
+            zero(q + 4, q + 6)
+            zero(q + 10, q + 12)
+        if o.mask_ttl:
+            zero(q + 8, q + 9)
+        if q + 9 >= kept:
+            return
+        inner, l4 = row[q + 9], q + (row[q] & 0x0F) * 4
+    else:
+        if row[q] >> 4 != 6:
+            return
+        if o.mask_addresses:
+            zero(q + 8, q + 40)
+        if o.mask_ttl:
+            zero(q + 7, q + 8)
+        if o.mask_ipv6_flow_label:
+            if q + 1 < kept:
+                row[q + 1] &= 0xF0
+            zero(q + 2, q + 4)
+        if q + 6 >= kept:
+            return
+        inner, l4 = row[q + 6], q + 40
+    if o.mask_ports and inner in PORT_PROTOCOLS:
+        zero(l4, l4 + 4)
+    if o.mask_ip_checksum_id and inner == 17:
+        zero(l4 + 6, l4 + 8)
+    if o.mask_tcp_seq_ack and inner == 6:
+        zero(l4 + 4, l4 + 12)
+
+
 def _mask_row(row: bytearray, kept: int, version: int, proto: int, l4: int, o) -> None:
     def zero(a: int, b: int) -> None:
         for j in range(a, min(b, kept)):
@@ -146,6 +216,10 @@ def _mask_row(row: bytearray, kept: int, version: int, proto: int, l4: int, o) -
             zero(2, 4)
     if l4 < 0 or l4 >= kept:
         return
+    if proto in (1, 58) and _is_icmp_error(proto, row[l4]):
+        if o.mask_ip_checksum_id and proto == 1:
+            zero(l4 + 2, l4 + 4)
+        _mask_quoted(row, l4 + 8, kept, proto, o)
     if o.mask_ports and proto in PORT_PROTOCOLS:
         zero(l4, l4 + 4)
     if o.mask_ip_checksum_id:
@@ -241,11 +315,31 @@ def run_baseline(capture: pathlib.Path, out_dir: pathlib.Path, options) -> dict:
                     continue
                 sport, dport = first[0], first[1]
 
+            key_proto = proto
+            if proto in (1, 58) and l4 >= 0 and not (frag_first or frag_later):
+                quoted = _quoted_five_tuple(buf, off + l4, proto)
+                if quoted is not None:
+                    q_src, q_dst, q_proto, q_sport, q_dport = quoted
+                    q_key = (
+                        (q_src, q_sport, q_dst, q_dport, q_proto)
+                        if (q_src, q_sport) <= (q_dst, q_dport)
+                        else (q_dst, q_dport, q_src, q_sport, q_proto)
+                    )
+                    q_flow = flows.get(q_key)
+                    if (
+                        q_flow is not None
+                        and q_flow["fin"] != 3
+                        and ts - q_flow["last"] <= idle
+                        and ts - q_flow["start"] <= active
+                    ):
+                        src, dst, sport, dport = q_dst, q_src, q_dport, q_sport
+                        key_proto = q_proto
+
             src_lo = (src, sport) <= (dst, dport)
             key = (
-                (src, sport, dst, dport, proto)
+                (src, sport, dst, dport, key_proto)
                 if src_lo
-                else (dst, dport, src, sport, proto)
+                else (dst, dport, src, sport, key_proto)
             )
             flow = flows.get(key)
             pure_ack = flags == 0x10

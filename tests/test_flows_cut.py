@@ -278,6 +278,51 @@ def test_icmp_is_keyed_by_addresses_and_protocol():
     assert flows.src_port.tolist() == [0, 0]
 
 
+def icmp_unreachable(quoted_frame: bytes, src: str, dst: str) -> bytes:
+    """An ICMP port unreachable from ``src`` to ``dst`` quoting a frame's packet."""
+    quoted = quoted_frame[14 : 14 + 28]  # IPv4 header and 8 bytes of transport
+    return ip_frame(src, dst, pk.icmp(3, 3, bytes(4) + quoted), pk.IPPROTO_ICMP)
+
+
+def test_icmp_error_joins_the_flow_of_the_packet_it_quotes():
+    query = udp_frame("10.0.0.1", "10.0.0.2", 5353, 53, b"q")
+    error = icmp_unreachable(query, "10.0.0.2", "10.0.0.1")
+    unrelated = icmp_unreachable(
+        udp_frame("10.0.0.1", "10.0.0.9", 1, 2), "10.0.0.9", "10.0.0.1"
+    )
+    records = [(T0, query), (T0 + 1, error), (T0 + 2, unrelated)]
+    flows, stats = cut(records)
+    order = by_start(flows)
+    assert flows.protocol[order].tolist() == [17, 1]
+    assert flows.packet_count[order].tolist() == [2, 1]
+    joined = order[0]
+    assert flows.direction[joined, :2].tolist() == [0, 1]
+    assert (flows.src_port[joined], flows.dst_port[joined]) == (5353, 53)
+    assert flows.packet_caplen[joined, 1] == 20 + 8 + 28
+    assert stats.icmp_errors_attached == 1
+
+
+def test_icmp_error_after_its_flow_ended_forms_an_icmp_flow():
+    query = udp_frame("10.0.0.1", "10.0.0.2", 5353, 53, b"q")
+    error = icmp_unreachable(query, "10.0.0.2", "10.0.0.1")
+    flows, stats = cut([(T0, query), (T0 + 200 * S, error)])
+    assert sorted(flows.protocol.tolist()) == [1, 17]
+    assert stats.icmp_errors_attached == 0
+
+
+def test_icmpv6_error_joins_the_flow_of_the_packet_it_quotes():
+    query = udp_frame("2001:db8::1", "2001:db8::2", 5353, 53, b"q")
+    quoted = query[14 : 14 + 48]
+    message = pk.icmpv6(
+        1, 4, bytes(4) + quoted, src_ip="2001:db8::2", dst_ip="2001:db8::1"
+    )
+    error = ip_frame("2001:db8::2", "2001:db8::1", message, pk.IPPROTO_ICMPV6)
+    flows, stats = cut([(T0, query), (T0 + 1, error)])
+    assert len(flows) == 1 and flows.packet_count[0] == 2
+    assert flows.direction[0, :2].tolist() == [0, 1]
+    assert stats.icmp_errors_attached == 1
+
+
 def test_non_ip_packets_are_counted_and_skipped():
     arp = pk.ethernet(bytes(28), ethertype=pk.ETHERTYPE_ARP)
     records = [(T0, arp), (T0 + 1, udp_frame("10.0.0.1", "10.0.0.2", 1, 2))]

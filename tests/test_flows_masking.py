@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_flows_support import ip_frame, packet_batch
+from test_flows_support import ip_frame, packet_batch, tcp_frame
 
 from stfe_jax.flows import cut_flows
 from stfe_jax.synth import packets as pk
@@ -166,3 +166,23 @@ def test_masks_skip_the_transport_of_non_first_fragments():
     )
     assert flows.packets[0, 0, 20:24].tolist() == [0, 0, 0, 0]  # first: ports
     assert flows.packets[0, 1, 20:24].tolist() == [0x12, 0x34, 0x56, 0x78]  # data
+
+
+def test_header_quoted_by_an_icmp_error_is_masked_like_the_packets_own():
+    query = tcp_frame(
+        "10.1.2.3", "10.4.5.6", 0x1234, 0x5678, "S", seq=0x11223344, ident=0x0102
+    )
+    quoted = query[14 : 14 + 28]
+    error = ip_frame(
+        "10.4.5.6", "10.1.2.3", pk.icmp(3, 1, bytes(4) + quoted), pk.IPPROTO_ICMP
+    )
+    inner = 20 + 8  # the quoted IPv4 header, after the outer header and ICMP's 8
+    assert zeroed(error, mask_addresses=True) == set(range(12, 20)) | set(
+        range(inner + 12, inner + 20)
+    )
+    assert zeroed(error, mask_ports=True) == set(range(inner + 20, inner + 24))
+    assert zeroed(error, mask_tcp_seq_ack=True) == set(range(inner + 24, inner + 28))
+    # The ICMP checksum covers the quoted addresses: masked with the IP checksum.
+    assert {22, 23, inner + 4, inner + 5, inner + 10, inner + 11} <= zeroed(
+        error, mask_ip_checksum_id=True
+    )

@@ -35,7 +35,9 @@ def random_traffic(seed: int, n: int) -> list[tuple[int, bytes]]:
         )
         a, b = rng.choice(hosts, 2, replace=False)
         sport, dport = (int(x) for x in rng.choice([80, 1234, 5353], 2))
-        kind = rng.choice(["tcp", "udp", "icmp", "frag"], p=[0.6, 0.2, 0.1, 0.1])
+        kind = rng.choice(
+            ["tcp", "udp", "icmp", "frag", "error"], p=[0.55, 0.2, 0.1, 0.1, 0.05]
+        )
         if kind == "tcp":
             flags = str(rng.choice(["S", "SA", "A", "PA", "FA", "R", "A"]))
             payload = bytes(int(rng.integers(0, 40)))
@@ -44,13 +46,26 @@ def random_traffic(seed: int, n: int) -> list[tuple[int, bytes]]:
             frame = udp_frame(a, b, sport, dport, bytes(int(rng.integers(0, 30))))
         elif kind == "icmp":
             frame = ip_frame(a, b, pk.icmp_echo(ident=1, seq=2), pk.IPPROTO_ICMP)
+        elif kind == "error":
+            # b reports a's packet to b (TCP or UDP) unreachable.
+            quoted = (
+                udp_frame(a, b, sport, dport, b"x")
+                if rng.random() < 0.5
+                else tcp_frame(a, b, sport, dport, "S")
+            )[14 : 14 + 28]
+            message = pk.icmp(3, 3, bytes(4) + quoted)
+            frame = ip_frame(b, a, message, pk.IPPROTO_ICMP)
         else:
             ident = int(rng.integers(0, 3))
             body = pk.udp(src_port=sport, dst_port=dport, payload=bytes(24))
-            if rng.random() < 0.5:
-                frame = ip_frame(a, b, body[:16], 17, ident=ident, more_fragments=True)
-            else:
-                frame = ip_frame(a, b, body[16:], 17, ident=ident, frag_offset_bytes=16)
+            # A first fragment, then often its second part right after it.
+            frame = ip_frame(a, b, body[16:], 17, ident=ident, frag_offset_bytes=16)
+            if rng.random() < 0.6:
+                first = ip_frame(a, b, body[:16], 17, ident=ident, more_fragments=True)
+                records.append((t, first))
+                t += 1000
+            if rng.random() < 0.3:
+                continue
         records.append((t, frame))
     return records
 
@@ -75,8 +90,22 @@ def reference_flows(batch, options: FlowOptions) -> list[dict]:
             if first is None or abs(ts - first[2]) > frag_timeout:
                 continue
             sport, dport = first[0], first[1]
+        key_proto = proto
+        quoted = quoted_five_tuple(batch, i)
+        if quoted is not None:
+            q_src, q_dst, q_proto, q_sport, q_dport = quoted
+            q_key = (q_proto, *sorted([(q_src, q_sport), (q_dst, q_dport)]))
+            q_flow = flows.get(q_key)
+            if (
+                q_flow is not None
+                and q_flow["fin"] != 3
+                and ts - q_flow["end_ns"] <= idle
+                and ts - q_flow["start_ns"] <= active
+            ):
+                src, dst, sport, dport = q_dst, q_src, q_dport, q_sport
+                key_proto = q_proto
         src_lo = (src, sport) <= (dst, dport)
-        key = (proto, *sorted([(src, sport), (dst, dport)]))
+        key = (key_proto, *sorted([(src, sport), (dst, dport)]))
         flags = int(batch.tcp_flags[i]) if proto == 6 else 0
         flow = flows.get(key)
         if flow is not None:
@@ -111,6 +140,30 @@ def reference_flows(batch, options: FlowOptions) -> list[dict]:
         elif flow["fin"] == 3 and flags == 0x10:
             ended.append(flows.pop(key))
     return ended + list(flows.values())
+
+
+def quoted_five_tuple(batch, i: int):
+    """(src, dst, protocol, src port, dst port) quoted by an ICMP (IPv4) port or
+    host unreachable, or None."""
+    if batch.protocol[i] != 1 or batch.l4_offset[i] < 0 or batch.is_fragment[i]:
+        return None
+    packet = bytes(batch.packet_bytes(i))
+    icmp = int(batch.l4_offset[i])
+    if packet[icmp] not in (3, 4, 5, 11, 12) or len(packet) < icmp + 8 + 20:
+        return None
+    inner = packet[icmp + 8 :]
+    header_len = (inner[0] & 0x0F) * 4
+    protocol = inner[9]
+    ports = (0, 0)
+    if protocol in (6, 17, 33, 132):
+        if len(inner) < header_len + 4:
+            return None
+        ports = (
+            int.from_bytes(inner[header_len : header_len + 2], "big"),
+            int.from_bytes(inner[header_len + 2 : header_len + 4], "big"),
+        )
+    prefix = bytes(10) + b"\xff\xff"
+    return prefix + inner[12:16], prefix + inner[16:20], protocol, *ports
 
 
 def as_rows(flows: FlowBatch) -> list[tuple]:
@@ -176,11 +229,13 @@ def test_compiled_cutter_matches_the_reference(seed, batch_size):
             packet_batch(records[i : i + batch_size])
             for i in range(0, len(records), batch_size)
         ]
-    parts = list(cut_flows(batches, options))
+    stream = cut_flows(batches, options)
+    parts = list(stream)
     names = [f.name for f in dataclasses.fields(FlowBatch)]
     flows = FlowBatch(
         **{n: np.concatenate([getattr(p, n) for p in parts]) for n in names}
     )
     expected = reference_rows(reference_flows(whole, options))
     assert len(expected) > 100
+    assert stream.stats.icmp_errors_attached > 0 and stream.stats.fragments_joined > 0
     assert as_rows(flows) == expected

@@ -17,6 +17,10 @@ compiled kernel of ``stfe_jax.flows.kernel``. Flow rules:
   of its datagram's first fragment, found by (source, destination, protocol, IP id),
   when that was seen at most ``FRAGMENT_TIMEOUT_S`` earlier; otherwise it is counted
   as dropped, never keyed without its ports.
+- An ICMP or ICMPv6 error (unreachable, time exceeded, ...) joins the open flow of
+  the packet it quotes (found from the quoted header's addresses, protocol and
+  ports), as a packet towards that packet's source; when that flow is not open it
+  forms an ICMP flow keyed by its own addresses.
 - Packets without an IP header are counted and skipped.
 - Time is the capture's packet clock. Gaps are measured between a flow's own
   packets; besides, once per capture second of progress, flows whose timeouts the
@@ -24,8 +28,6 @@ compiled kernel of ``stfe_jax.flows.kernel``. Flow rules:
   timestamps in order the flows do not depend on where batches or sweeps fall;
   when a capture's timestamps jump backwards they can.
 
-TODO: ICMP errors form flows of their own; attaching them to the flow of the packet
-they quote needs the quoted header decoded, which the packet columns do not carry.
 TODO: tunnels (GRE, IP in IP, Teredo) are keyed by their outer header only.
 """
 
@@ -61,6 +63,8 @@ class FlowStats:
       flows_by_end_reason: flows ended, by reason (idle_timeout, active_timeout,
         fin, rst, end_of_capture).
       max_open_flows: the most flows open at once (the memory high-water mark).
+      icmp_errors_attached: ICMP errors that joined the flow of the packet they
+        quote.
     """
 
     packets_seen: int = 0
@@ -71,6 +75,7 @@ class FlowStats:
         default_factory=lambda: dict.fromkeys(kernel.REASON_NAMES.values(), 0)
     )
     max_open_flows: int = 0
+    icmp_errors_attached: int = 0
 
     @property
     def flows(self) -> int:
@@ -292,6 +297,7 @@ class FlowTable:
         self.stats.fragments_joined = int(c[kernel.C_FRAG_JOINED])
         self.stats.fragments_dropped = int(c[kernel.C_FRAG_DROPPED])
         self.stats.max_open_flows = int(c[kernel.C_MAX_OPEN])
+        self.stats.icmp_errors_attached = int(c[kernel.C_ICMP_ATTACHED])
 
 
 class FlowStream(Iterator[FlowBatch]):

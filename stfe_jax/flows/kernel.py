@@ -24,8 +24,10 @@ callee in another module could change without the cached caller noticing.
 TODO: ``mask_ip_checksum_id`` leaves the identification of an IPv6 fragment header
 as it is; its position is not among the packet columns (``l4_offset`` points past
 the extension headers) and finding it needs a walk of the extension header chain.
-TODO: headers quoted inside ICMP errors and inner headers of tunnels keep their
-addresses and ports; masking them needs those headers decoded.
+The header an ICMP error quotes is masked like the packet's own (addresses, ports,
+checksums, TTL, sequence numbers), since it names the same hosts.
+TODO: inner headers of tunnels (GRE, IP in IP) keep their addresses and ports;
+masking them needs the tunnel headers decoded.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_DCCP = 33
 PROTO_SCTP = 132
+PROTO_ICMP = 1
 # ICMPv6: its checksum covers the addresses through the pseudo-header.
 PROTO_ICMPV6 = 58
 
@@ -74,6 +77,66 @@ def has_ports(protocol):
         or protocol == PROTO_SCTP
         or protocol == PROTO_DCCP
     )
+
+
+@numba.njit(cache=True, inline="always")
+def is_icmp_error(protocol, icmp_type):
+    """True for ICMP(v6) messages that quote the packet they report on
+    (ICMP: unreachable, source quench, redirect, time exceeded, parameter
+    problem; ICMPv6: unreachable, packet too big, time exceeded, parameter)."""
+    if protocol == PROTO_ICMP:
+        return (
+            icmp_type == 3
+            or icmp_type == 4
+            or icmp_type == 5
+            or icmp_type == 11
+            or icmp_type == 12
+        )
+    if protocol == PROTO_ICMPV6:
+        return 1 <= icmp_type <= 4
+    return False
+
+
+@numba.njit(cache=True)
+def _mask_quoted(row, q, kept, protocol, mask_bits):
+    """Mask the header an ICMP error quotes, which starts at ``row[q]``."""
+    if q >= kept:
+        return
+    if protocol == PROTO_ICMP:
+        if row[q] >> 4 != 4:
+            return
+        if mask_bits & MASK_ADDRESSES:
+            _zero(row, q + 12, q + 20, kept)
+        if mask_bits & MASK_IP_CHECKSUM_ID:
+            _zero(row, q + 4, q + 6, kept)
+            _zero(row, q + 10, q + 12, kept)
+        if mask_bits & MASK_TTL:
+            _zero(row, q + 8, q + 9, kept)
+        if q + 9 >= kept:
+            return
+        inner_protocol = row[q + 9]
+        l4 = q + (row[q] & 0x0F) * 4
+    else:
+        if row[q] >> 4 != 6:
+            return
+        if mask_bits & MASK_ADDRESSES:
+            _zero(row, q + 8, q + 40, kept)
+        if mask_bits & MASK_TTL:
+            _zero(row, q + 7, q + 8, kept)
+        if mask_bits & MASK_IPV6_FLOW_LABEL:
+            if q + 1 < kept:
+                row[q + 1] &= 0xF0
+            _zero(row, q + 2, q + 4, kept)
+        if q + 6 >= kept:
+            return
+        inner_protocol = row[q + 6]
+        l4 = q + 40
+    if mask_bits & MASK_PORTS and has_ports(inner_protocol):
+        _zero(row, l4, l4 + 4, kept)
+    if mask_bits & MASK_IP_CHECKSUM_ID and inner_protocol == PROTO_UDP:
+        _zero(row, l4 + 6, l4 + 8, kept)
+    if mask_bits & MASK_TCP_SEQ_ACK and inner_protocol == PROTO_TCP:
+        _zero(row, l4 + 4, l4 + 12, kept)
 
 
 @numba.njit(cache=True)
@@ -111,6 +174,12 @@ def mask_packet_row(row, kept, ip_version, protocol, l4_rel, mask_bits):
         return
     if mask_bits & MASK_PORTS and has_ports(protocol):
         _zero(row, l4_rel, l4_rel + 4, kept)
+    if (protocol == PROTO_ICMP or protocol == PROTO_ICMPV6) and is_icmp_error(
+        protocol, row[l4_rel]
+    ):
+        if mask_bits & MASK_IP_CHECKSUM_ID and protocol == PROTO_ICMP:
+            _zero(row, l4_rel + 2, l4_rel + 4, kept)  # it covers the quoted header
+        _mask_quoted(row, l4_rel + 8, kept, protocol, mask_bits)
     if mask_bits & MASK_IP_CHECKSUM_ID:
         # These checksums cover the addresses through the pseudo-header.
         if protocol == PROTO_TCP:
@@ -191,7 +260,8 @@ C_NOW = 7  # latest packet time seen, ns
 C_ENDED = 8  # ended slots waiting in the ended buffer
 C_REASON0 = 9  # C_REASON0 + reason: flows ended for that reason
 C_MAX_OPEN = 15  # the most flows open at once
-NUM_COUNTERS = 16
+C_ICMP_ATTACHED = 16  # ICMP errors that joined the flow of the packet they quote
+NUM_COUNTERS = 17
 
 # Slots of the int64 parameters array.
 P_IDLE_NS = 0
@@ -237,6 +307,46 @@ def _be64(addr, i, start):
     for j in range(start, start + 8):
         v = (v << _S8) | np.uint64(addr[i, j])
     return v
+
+
+@numba.njit(cache=True, inline="always")
+def _be_bytes(data, pos, count):
+    v = np.uint64(0)
+    for j in range(pos, pos + count):
+        v = (v << _S8) | np.uint64(data[j])
+    return v
+
+
+@numba.njit(cache=True)
+def _quoted_five_tuple(data, q, end, protocol):
+    """(found, src hi, src lo, dst hi, dst lo, protocol, src port, dst port) of the
+    packet quoted by an ICMP (IPv4) or ICMPv6 (IPv6) error, whose header starts at
+    ``data[q]``; ``end`` is where the captured bytes end."""
+    zero = np.uint64(0)
+    if protocol == PROTO_ICMP:
+        if q + 20 > end or data[q] >> 4 != 4:
+            return False, zero, zero, zero, zero, 0, zero, zero
+        if (data[q + 6] & 0x1F) != 0 or data[q + 7] != 0:
+            return False, zero, zero, zero, zero, 0, zero, zero  # a later fragment
+        inner_protocol = int(data[q + 9])
+        mapped = np.uint64(0xFFFF) << _S32
+        s0, s1 = zero, mapped | _be_bytes(data, q + 12, 4)
+        d0, d1 = zero, mapped | _be_bytes(data, q + 16, 4)
+        l4 = q + (data[q] & 0x0F) * 4
+    else:
+        if q + 40 > end or data[q] >> 4 != 6:
+            return False, zero, zero, zero, zero, 0, zero, zero
+        inner_protocol = int(data[q + 6])
+        s0, s1 = _be_bytes(data, q + 8, 8), _be_bytes(data, q + 16, 8)
+        d0, d1 = _be_bytes(data, q + 24, 8), _be_bytes(data, q + 32, 8)
+        l4 = q + 40
+    sport, dport = zero, zero
+    if has_ports(inner_protocol):
+        if l4 + 4 > end:
+            return False, zero, zero, zero, zero, 0, zero, zero
+        sport = _be_bytes(data, l4, 2)
+        dport = _be_bytes(data, l4 + 2, 2)
+    return True, s0, s1, d0, d1, inner_protocol, sport, dport
 
 
 @numba.njit(cache=True)
@@ -416,16 +526,56 @@ def process_packets(
                     counters[C_FRAG_DROPPED] += 1
                     continue
 
+        vlan = np.uint64(vlan_id[i]) if vlan_in_key else np.uint64(0)
+
+        # An ICMP error joins the open flow of the packet it quotes, travelling
+        # back towards that packet's source; otherwise it forms an ICMP flow.
+        key_proto = int(proto)
+        if (
+            (proto == PROTO_ICMP or proto == PROTO_ICMPV6)
+            and l4_offset[i] >= 0
+            and not is_fragment[i]
+        ):
+            q = data_start[i] + l4_offset[i]
+            end = data_start[i] + caplen[i]
+            if q < end and is_icmp_error(proto, data[q]):
+                found, q0, q1, q2, q3, qproto, qsport, qdport = _quoted_five_tuple(
+                    data, q + 8, end, proto
+                )
+                if found:
+                    q_lo = q0 < q2 or (
+                        q0 == q2 and (q1 < q3 or (q1 == q3 and qsport <= qdport))
+                    )
+                    if q_lo:
+                        j4 = (qsport << _S48) | (qdport << _S32)
+                        j0, j1, j2, j3 = q0, q1, q2, q3
+                    else:
+                        j4 = (qdport << _S48) | (qsport << _S32)
+                        j0, j1, j2, j3 = q2, q3, q0, q1
+                    j4 = j4 | (np.uint64(qproto) << _S16) | vlan
+                    jslot, _ = _table_find(
+                        table, s_key, j0, j1, j2, j3, j4, key_hash(j0, j1, j2, j3, j4)
+                    )
+                    if (
+                        jslot >= 0
+                        and s_u8[jslot, U_FIN] != 3
+                        and ts - s_i64[jslot, S_LAST] <= idle_ns
+                        and ts - s_i64[jslot, S_START] <= active_ns
+                    ):
+                        s0, s1, d0, d1 = q2, q3, q0, q1
+                        sport, dport = qdport, qsport
+                        key_proto = qproto
+                        counters[C_ICMP_ATTACHED] += 1
+
         # Canonical key: the lower (address, port) end first.
         src_lo = s0 < d0 or (s0 == d0 and (s1 < d1 or (s1 == d1 and sport <= dport)))
-        vlan = np.uint64(vlan_id[i]) if vlan_in_key else np.uint64(0)
         if src_lo:
             k0, k1, k2, k3 = s0, s1, d0, d1
             k4 = (sport << _S48) | (dport << _S32)
         else:
             k0, k1, k2, k3 = d0, d1, s0, s1
             k4 = (dport << _S48) | (sport << _S32)
-        k4 = k4 | (np.uint64(proto) << _S16) | vlan
+        k4 = k4 | (np.uint64(key_proto) << _S16) | vlan
         h = key_hash(k0, k1, k2, k3, k4)
         slot, pos = _table_find(table, s_key, k0, k1, k2, k3, k4, h)
 

@@ -73,6 +73,7 @@ class MaskedLSTM(nn.Module):
             gates_in, real = inputs
             gates = gates_in + state @ recurrent_kernel
             i, f, g, o = jnp.split(gates.astype(jnp.float32), 4, axis=-1)
+            # A forget-gate bias of +1 keeps the cell's memory early in training.
             new_cell = nn.sigmoid(f + 1.0) * cell + nn.sigmoid(i) * jnp.tanh(g)
             new_state = (nn.sigmoid(o) * jnp.tanh(new_cell)).astype(self.dtype)
             real = real[:, None]

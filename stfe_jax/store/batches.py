@@ -11,6 +11,7 @@ arrays, memory-maps, the store's sharded columns).
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator, Mapping
@@ -38,8 +39,17 @@ def _gather(arrays: Mapping, flow_indices: np.ndarray, labels=None) -> dict:
     return batch
 
 
+@functools.lru_cache(maxsize=2)
 def _epoch_permutation(seed: int, epoch: int, size: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def class_members(flow_labels: np.ndarray) -> list[np.ndarray]:
+    """Positions of the flows of each class present in ``flow_labels``."""
+    _, inverse = np.unique(flow_labels, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse))[:-1]
+    return np.split(order, bounds)
 
 
 def train_batch_indices(
@@ -48,26 +58,22 @@ def train_batch_indices(
     step: int,
     *,
     seed: int,
-    class_balanced: bool = False,
-    flow_labels: np.ndarray | None = None,
+    members: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Positions (into the training indices) of the flows of batch ``step``.
 
     Without class balance, epochs are seeded permutations laid end to end and batch
     ``step`` is positions ``[step * batch_size, (step + 1) * batch_size)`` of that
-    sequence: every flow once per epoch. With class balance, each row draws a class
-    uniformly and then a flow of that class uniformly (with replacement), from a
-    generator seeded by ``(seed, step)``.
+    sequence: every flow once per epoch. With class balance (``members``, from
+    ``class_members``), each row draws a class uniformly and then a flow of that
+    class uniformly (with replacement), from a generator seeded by
+    ``(seed, step)``.
     """
     if num_flows == 0:
         raise ValueError("no training flows to draw batches from")
-    if class_balanced:
-        if flow_labels is None:
-            raise ValueError("class-balanced batches need the labels of the flows")
-        classes, inverse = np.unique(flow_labels, return_inverse=True)
-        members = [np.flatnonzero(inverse == c) for c in range(classes.size)]
+    if members is not None:
         rng = np.random.default_rng([seed, step, 1])
-        drawn_classes = rng.integers(0, classes.size, batch_size)
+        drawn_classes = rng.integers(0, len(members), batch_size)
         positions = np.empty(batch_size, np.int64)
         for c, flows in enumerate(members):
             rows = np.flatnonzero(drawn_classes == c)
@@ -152,11 +158,11 @@ def iterate_train_batches(
       dicts of numpy arrays with a leading axis of ``batch_size``.
     """
     indices = np.asarray(indices, dtype=np.int64)
-    flow_labels = None
+    members = None
     if class_balanced:
         if labels is None:
             raise ValueError("class_balanced=True needs labels")
-        flow_labels = _take(labels, indices)
+        members = class_members(_take(labels, indices))
 
     def generate():
         step = start_step
@@ -166,8 +172,7 @@ def iterate_train_batches(
                 batch_size,
                 step,
                 seed=seed,
-                class_balanced=class_balanced,
-                flow_labels=flow_labels,
+                members=members,
             )
             yield _gather(arrays, indices[positions], labels)
             step += 1

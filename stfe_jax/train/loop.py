@@ -231,10 +231,10 @@ def train_and_evaluate(
     eval_step = make_eval_step(model.apply, sharding)
     writer = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
 
-    timings = _train_loop(
+    state, timings = _train_loop(
         config,
         dataset,
-        state_holder := {"state": state},
+        state,
         loop_state,
         train_step,
         eval_step,
@@ -242,7 +242,6 @@ def train_and_evaluate(
         checkpoints,
         writer,
     )
-    state = state_holder["state"]
     interrupted = timings.pop("interrupted")
 
     results = {
@@ -347,7 +346,7 @@ def _score_splits(config, dataset: Dataset, eval_step, params, sharding) -> dict
 def _train_loop(
     config,
     dataset: Dataset,
-    state_holder: dict,
+    state,
     loop_state: dict,
     train_step,
     eval_step,
@@ -357,11 +356,10 @@ def _train_loop(
 ) -> dict:
     """Runs the steps from the state's step to ``train.steps`` (or an early stop).
 
-    Updates ``state_holder["state"]`` and ``loop_state`` in place; returns the
-    timings and whether the run stopped at ``train.stop_at_step``.
+    Updates ``loop_state`` in place; returns the final state and the timings
+    (with ``interrupted``: whether the run stopped at ``train.stop_at_step``).
     """
     train_config = config.train
-    state = state_holder["state"]
     start_step = int(state.step)
     batch_size = train_config.batch_size
     timings = {
@@ -376,7 +374,7 @@ def _train_loop(
         "interrupted": False,
     }
     if loop_state["early_stopped"] or start_step >= train_config.steps:
-        return timings
+        return state, timings
 
     batches = iterate_train_batches(
         dataset.model_arrays,
@@ -476,7 +474,6 @@ def _train_loop(
                 break
     finally:
         batches.close()
-        state_holder["state"] = state
 
     jax.block_until_ready(state)
     throughput.pause()
@@ -497,7 +494,7 @@ def _train_loop(
         timings["steps_per_s"],
         timings["samples_per_s"],
     )
-    return timings
+    return state, timings
 
 
 def _mean_metrics(metrics: list[dict]) -> dict:

@@ -23,6 +23,7 @@ Datasets (``--dataset``):
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 import time
@@ -48,6 +49,18 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("models", list(job.MODEL_NAMES), "Models to compare.")
 flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 (split, initialisation, batch order).")
+flags.DEFINE_list(
+    "seed_list",
+    [],
+    "Run exactly these seeds instead (binary, multiclass, same-day parts), e.g. to "
+    "spread seeds over processes and join them with --merge.",
+)
+flags.DEFINE_list(
+    "merge",
+    [],
+    "Result folders of runs over other seeds (same data and budget) to join into "
+    "one table in --out; nothing is trained.",
+)
 flags.DEFINE_integer("steps", 600, "Training steps per model and seed (the budget).")
 flags.DEFINE_integer("batch_size", 128, "Training batch size (flows per step).")
 flags.DEFINE_integer(
@@ -110,6 +123,11 @@ def _overrides(model: str, seed: int) -> list[str]:
         f"eval.max_feature_flows={FLAGS.feature_flows}",
         *FLAGS.set,
     ]
+
+
+def _seeds(count: int) -> list[int]:
+    """``--seed_list`` when given, else seeds 0..count-1."""
+    return [int(s) for s in FLAGS.seed_list] or list(range(count))
 
 
 def _config(model: str, seed: int, extra=()):
@@ -194,6 +212,10 @@ def compare_over_seeds(
                 title=f"{heading}, seed {seed}",
             )
         collect_rows(results, runs)
+        values = {
+            name: [common.metric_values(m) for m in metrics_list]
+            for name, metrics_list in runs.items()
+        }
         per_seed[seed] = {
             name: {
                 **common.metric_values(r["metrics"]),
@@ -206,6 +228,8 @@ def compare_over_seeds(
         summary = common.summarize_runs(runs)
         report_doc.data[part] = {
             "heading": heading,
+            "seeds": list(per_seed),
+            "runs": values,
             "summary": summary,
             "per_seed": per_seed,
             "flows_per_split": split_info,
@@ -276,7 +300,7 @@ def multiclass_part(report_doc, options, scratch, store_path, models):
     """One class per capture class; scores classes with enough test captures."""
     extra = ("labels.policy=family",)
     runs, per_seed, listed = {}, {}, {}
-    seeds = list(range(FLAGS.multiclass_seeds))
+    seeds = _seeds(FLAGS.multiclass_seeds)
     for seed in seeds:
         config = _config(models[0], seed, extra)
         data = common.cap_per_capture(
@@ -325,69 +349,75 @@ def multiclass_part(report_doc, options, scratch, store_path, models):
             "test_captures_per_class": listed,
             "min_test_captures": FLAGS.min_test_captures,
         }
-        done = list(per_seed)
-        scored_everywhere = [
-            c
-            for c in listed[seeds[0]]
-            if all(listed[s][c] >= FLAGS.min_test_captures for s in done)
-        ]
-        keys = ["accuracy", "macro_f1_scored", *(f"f1_{c}" for c in scored_everywhere)]
-        summary = {
-            name: {k: common.mean_std([r.get(k) for r in rows]) for k in keys}
-            for name, rows in runs.items()
-        }
-        report_doc.data["multiclass"]["summary"] = summary
-        table = common.markdown_table(
+        multiclass_section(report_doc, per_seed, listed, runs)
+
+
+def multiclass_section(report_doc, per_seed: dict, listed: dict, runs: dict) -> None:
+    """The multi-class table (mean ± std over the seeds in ``per_seed``), the test
+    captures per class, and the plot; rewritten in place on each call."""
+    done = list(per_seed)
+    scored_everywhere = [
+        c
+        for c in listed[done[0]]
+        if all(listed[s][c] >= FLAGS.min_test_captures for s in done)
+    ]
+    keys = ["accuracy", "macro_f1_scored", *(f"f1_{c}" for c in scored_everywhere)]
+    summary = {
+        name: {k: common.mean_std([r.get(k) for r in rows]) for k in keys}
+        for name, rows in runs.items()
+    }
+    report_doc.data["multiclass"]["summary"] = summary
+    table = common.markdown_table(
+        [
+            "model",
+            "Accuracy",
+            "Macro F1 (scored classes)",
+            *(f"F1 {c}" for c in keys[2:]),
+        ],
+        [
+            [name, *(common.format_mean_std(s[k]) for k in keys)]
+            for name, s in summary.items()
+        ],
+    )
+    counts = common.markdown_table(
+        ["class", *(f"test captures, seed {s}" for s in done)],
+        [[c, *(listed[s][c] for s in done)] for c in listed[done[0]]],
+    )
+    plot = common.line_plot(
+        report_doc.out_dir / "multiclass.png",
+        keys[1:],
+        {n: [s[k]["mean"] for k in keys[1:]] for n, s in summary.items()},
+        "Capture corpus, multi-class: mean F1 over seeds",
+        "scored class",
+    )
+    report_doc.add(
+        "\n".join(
             [
-                "model",
-                "Accuracy",
-                "Macro F1 (scored classes)",
-                *(f"F1 {c}" for c in keys[2:]),
-            ],
-            [
-                [name, *(common.format_mean_std(s[k]) for k in keys)]
-                for name, s in summary.items()
-            ],
-        )
-        counts = common.markdown_table(
-            ["class", *(f"test captures, seed {s}" for s in done)],
-            [[c, *(listed[s][c] for s in done)] for c in listed[seeds[0]]],
-        )
-        plot = common.line_plot(
-            report_doc.out_dir / "multiclass.png",
-            keys[1:],
-            {n: [s[k]["mean"] for k in keys[1:]] for n, s in summary.items()},
-            "Capture corpus, multi-class: mean F1 over seeds",
-            "scored class",
-        )
-        report_doc.add(
-            "\n".join(
-                [
-                    "## Capture corpus: one class per capture class",
-                    "",
-                    f"Same split by capture file, seeds {done}. A class is scored only "
-                    f"when every seed's test split holds at least "
-                    f"{FLAGS.min_test_captures} of its captures; the macro F1 is over "
-                    "the classes scored in that seed. Every class still trains. "
-                    "Accuracy counts every test flow.",
-                    "",
-                    table,
-                    "",
-                    "Test captures per class (classes under the bar are listed, not "
-                    "scored):",
-                    "",
-                    counts,
-                    "",
-                    "[multiclass/comparison.md](multiclass/comparison.md) holds seed "
-                    f"{seeds[0]}'s full table with every class.",
-                    "",
-                    f"![multiclass]({plot.name})",
-                    "",
-                ]
-            ),
-            key="multiclass",
-        )
-        report_doc.write()
+                "## Capture corpus: one class per capture class",
+                "",
+                f"Same split by capture file, seeds {done}. A class is scored only "
+                f"when every seed's test split holds at least "
+                f"{FLAGS.min_test_captures} of its captures; the macro F1 is over "
+                "the classes scored in that seed. Every class still trains. "
+                "Accuracy counts every test flow.",
+                "",
+                table,
+                "",
+                "Test captures per class (classes under the bar are listed, not "
+                "scored):",
+                "",
+                counts,
+                "",
+                "[multiclass/comparison.md](multiclass/comparison.md) holds seed "
+                f"{done[0]}'s full table with every class.",
+                "",
+                f"![multiclass]({plot.name})",
+                "",
+            ]
+        ),
+        key="multiclass",
+    )
+    report_doc.write()
 
 
 def loso_part(report_doc, options, scratch, store_path, models):
@@ -593,7 +623,7 @@ def run_corpus(report_doc, scratch: pathlib.Path) -> None:
             "binary",
             "Capture corpus, binary normal vs attack, split by capture file",
             binary_data,
-            list(range(FLAGS.seeds)),
+            _seeds(FLAGS.seeds),
             models,
             scratch,
         )
@@ -689,7 +719,7 @@ def run_synthetic(report_doc, scratch: pathlib.Path) -> None:
             "synthetic",
             "SYNTHETIC MAWI-like day (pipeline check), split by time",
             day_data,
-            list(range(FLAGS.seeds)),
+            _seeds(FLAGS.seeds),
             models,
             scratch,
         )
@@ -714,6 +744,126 @@ def run_synthetic(report_doc, scratch: pathlib.Path) -> None:
         )
 
 
+def merge_reports(out_dir: pathlib.Path, folders) -> None:
+    """Joins the results of runs over other seeds (same data and budget) into
+    one report: per part, mean ± std over every seed of every folder."""
+    import json
+
+    documents = [
+        json.loads((pathlib.Path(f) / "report.json").read_text()) for f in folders
+    ]
+    report_doc = common.Report(out_dir, documents[0]["title"], sys.argv)
+    report_doc.data["joined"] = [
+        {
+            "folder": str(folder),
+            "command": d["provenance"]["command"],
+            "git_commit": d["provenance"]["git_commit"],
+            "elapsed_s": d["elapsed_s"],
+            "finished": d["finished"],
+        }
+        for folder, d in zip(folders, documents, strict=True)
+    ]
+    report_doc.add(
+        "\n".join(
+            [
+                "Joined from these runs (each trained its own seeds; nothing was "
+                "trained by the joining command):",
+                "",
+                *(
+                    f"- [{pathlib.Path(j['folder']).name}]"
+                    f"({os.path.relpath(j['folder'], out_dir)}/report.md): "
+                    f"`{j['command']}` at `{j['git_commit'][:10]}`, "
+                    f"{j['elapsed_s'] / 60:.0f} min"
+                    + ("" if j["finished"] else " (stopped before its end)")
+                    for j in report_doc.data["joined"]
+                ),
+                "",
+            ]
+        )
+    )
+    for d in documents:
+        if "store" in d and "store" not in report_doc.data:
+            report_doc.data["store"] = d["store"]
+    for part in ("binary", "synthetic", "synthetic_cross_day"):
+        runs, seeds, heading = {}, [], None
+        for d in documents:
+            entry = d.get(part)
+            if not entry:
+                continue
+            heading = entry["heading"]
+            part_runs = entry.get("runs")
+            if part_runs is None:
+                # Written before the runs were kept: exact only for one seed.
+                if any(row["runs"] != 1 for row in entry["summary"].values()):
+                    raise ValueError(f"{part}: a report without runs over 1 seed")
+                part_runs = {
+                    name: [{k: v["mean"] for k, v in row.items() if k != "runs"}]
+                    for name, row in entry["summary"].items()
+                }
+            seeds += [int(seed) for seed in (entry.get("seeds") or entry["per_seed"])]
+            for name, values in part_runs.items():
+                runs.setdefault(name, []).extend(values)
+        if not runs:
+            continue
+        summary = {
+            name: {
+                key: common.mean_std([v[key] for v in values])
+                for key, _, _ in common.METRIC_COLUMNS
+            }
+            | {"runs": len(values)}
+            for name, values in runs.items()
+        }
+        report_doc.data[part] = {
+            "heading": heading,
+            "seeds": seeds,
+            "runs": runs,
+            "summary": summary,
+        }
+        plot = common.bar_plot(
+            out_dir / f"{part}.png", summary, ["f1", "roc_auc", "pr_auc"], heading
+        )
+        report_doc.add(
+            "\n".join(
+                [
+                    f"## {heading}",
+                    "",
+                    f"Mean ± standard deviation over seeds {sorted(seeds)} (seed = "
+                    "split, initialisation and batch order). Rows: the models, each "
+                    "model's learned features into a logistic regression and a "
+                    "random forest, and the random forest on flow statistics. "
+                    "Precision, recall and F1 are macro averages over classes; "
+                    "detection and false alarm rates are of the attack-versus-normal "
+                    "decision at the threshold chosen on validation flows; AUCs are "
+                    "of the anomaly score 1 - p(normal).",
+                    "",
+                    common.summary_table(summary),
+                    "",
+                    f"![{part}]({plot.name})",
+                    "",
+                ]
+            ),
+            key=part,
+        )
+    per_seed, listed = {}, {}
+    for d in documents:
+        entry = d.get("multiclass")
+        if entry:
+            per_seed.update(entry["per_seed"])
+            listed.update(entry["test_captures_per_class"])
+    if per_seed:
+        report_doc.data["multiclass"] = {
+            "per_seed": per_seed,
+            "test_captures_per_class": listed,
+            "min_test_captures": FLAGS.min_test_captures,
+        }
+        runs = {}
+        for rows in per_seed.values():
+            for name, row in rows.items():
+                runs.setdefault(name, []).append(row)
+        multiclass_section(report_doc, per_seed, listed, runs)
+    report_doc.write(finished=True)
+
+
 def main(argv):
     del argv
     job.quiet_library_logs()
@@ -722,6 +872,9 @@ def main(argv):
         FLAGS.dataset, "label_matching_cic"
     )
     out = pathlib.Path(FLAGS.out) if FLAGS.out else common.RESULTS / name
+    if FLAGS.merge:
+        merge_reports(out, [pathlib.Path(f) for f in FLAGS.merge])
+        return
     scratch = pathlib.Path(FLAGS.workdir or f"/tmp/stfe_experiments/{name}")
     scratch.mkdir(parents=True, exist_ok=True)
     if FLAGS.dataset == "cic":

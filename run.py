@@ -48,6 +48,12 @@ flags.DEFINE_float(
     "synthetic_scale", 1.0, "Size of the built-in synthetic day (1.0: ~15k flows)."
 )
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the built-in synthetic day.")
+flags.DEFINE_string(
+    "scheduler", None, "Build the store on this Dask scheduler (tcp://host:8786)."
+)
+flags.DEFINE_integer(
+    "workers", None, "Build the store on a local Dask cluster of this many processes."
+)
 flags.DEFINE_string("day", None, "fetch: the MAWI day, YYYYMMDD.")
 flags.DEFINE_string("checkpoint", None, "detect: a training workdir or checkpoint dir.")
 flags.DEFINE_string("interface", None, "detect: capture live from this interface.")

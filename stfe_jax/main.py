@@ -37,6 +37,8 @@ class JobOptions:
     resume: bool = False
     synthetic_scale: float = 1.0
     synthetic_seed: int = 0
+    scheduler: str | None = None
+    workers: int | None = None
     day: str | None = None
     checkpoint: str | None = None
     interface: str | None = None
@@ -73,6 +75,8 @@ def run(flag_values) -> None:
         resume=flag_values.resume,
         synthetic_scale=flag_values.synthetic_scale,
         synthetic_seed=flag_values.synthetic_seed,
+        scheduler=flag_values.scheduler,
+        workers=flag_values.workers,
         day=flag_values.day,
         checkpoint=flag_values.checkpoint,
         interface=flag_values.interface,
@@ -209,7 +213,7 @@ def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> Prepared
             synthetic = True
             captures, label_paths = _synthetic_inputs(options, workdir)
         started = time.perf_counter()
-        store = store_lib.build_store(captures, workdir / "store", config.flows)
+        store = build_store(options, captures, workdir / "store", config)
         logging.info(
             "Store of %d flows from %d captures built in %.1f s",
             store.num_flows,
@@ -508,9 +512,26 @@ def _flows_per_split(dataset) -> dict:
     return counts
 
 
+def build_store(options: JobOptions, captures, store_dir: pathlib.Path, config):
+    """Builds the store in this process, or on Dask with --scheduler/--workers."""
+    from stfe_jax import store as store_lib
+
+    if options.scheduler or options.workers:
+        from stfe_jax.distributed import preprocess_captures
+
+        preprocess_captures(
+            captures,
+            store_dir,
+            config.flows,
+            scheduler=options.scheduler,
+            workers=options.workers,
+        )
+        return store_lib.Store.open(store_dir, expect_flows_config=config.flows)
+    return store_lib.build_store(captures, store_dir, config.flows)
+
+
 def preprocess_job(options: JobOptions) -> None:
     """Builds the store from ``--captures`` (or the synthetic day) and stops."""
-    from stfe_jax import store as store_lib
 
     config = load_config(model_names(options.model)[0], options)
     workdir = (
@@ -520,7 +541,7 @@ def preprocess_job(options: JobOptions) -> None:
         captures = expand_captures(options.captures)
     else:
         captures, _ = _synthetic_inputs(options, workdir)
-    store = store_lib.build_store(captures, workdir / "store", config.flows)
+    store = build_store(options, captures, workdir / "store", config)
     logging.info("Store of %d flows written to %s", store.num_flows, workdir / "store")
 
 

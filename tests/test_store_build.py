@@ -190,7 +190,9 @@ def test_process_killed_while_writing_the_manifest_leaves_no_complete_store(
     assert not (store_dir / "manifest.json").exists()
     with pytest.raises(StoreIncompleteError):
         Store.open(store_dir)
+    assert (store_dir / ".manifest.json.partial.tmp").exists()
     resumed = build_store(captures, store_dir, {})
+    assert not list(store_dir.glob(".manifest.json.*"))
     unbroken = build_store(captures, tmp_path / "unbroken", {})
     assert comparable_records(resumed) == comparable_records(unbroken)
     np.testing.assert_array_equal(
@@ -291,3 +293,15 @@ def test_rebuild_with_another_capture_list_keeps_matching_captures(captures, tmp
     os.utime(captures[0], ns=(1, 1))  # a changed file is read again
     store = build_store(captures, tmp_path / "store", {})
     assert store.manifest["captures"][0]["mtime_ns"] == 1
+
+
+def test_reader_warnings_reach_the_manifest(tmp_path):
+    # A link type the reader does not decode: packets read, none cut into flows.
+    path = tmp_path / "userlink.pcap"
+    write_pcap(path, [(T0 + k, bytes(60)) for k in range(5)], link_type=147)
+    store = build_store([path], tmp_path / "store", {})
+    record = store.manifest["captures"][0]
+    assert record["packets_read"] == 5 and record["flows_written"] == 0
+    assert any("147" in warning for warning in record["warnings"])
+    assert record["stats"]["non_ip_skipped"] == 5
+    assert record["link_types"] == {"147": 5}

@@ -88,6 +88,8 @@ def build_store(
     existing = _check_existing_manifest(store_dir, options, identities)
     if existing is not None:
         return existing
+    for leftover in store_dir.glob(f".{layout.MANIFEST_NAME}.*.tmp"):
+        leftover.unlink()  # from a build killed while writing the manifest
 
     # Keep the captures finished by an earlier run with the same inputs.
     records: list[dict[str, Any] | None] = []

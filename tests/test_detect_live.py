@@ -147,3 +147,49 @@ def test_live_loopback_flows_are_seen_and_scored(trained_model, tmp_path):  # no
     assert summary["packets_dropped"] == 0
     assert summary["packets"] >= CLIENT_SESSIONS * 8 + 2 * len(CLOSED_PORTS)
     assert "flows scored" in output
+
+
+def _untrained_detector():
+    """A tiny MLP with freshly initialised parameters (the engine's refusal comes
+    before any flow is scored)."""
+    import jax
+
+    from stfe_jax import configs
+    from stfe_jax.detect import checkpoint
+    from stfe_jax.models import build_model
+
+    config = configs.get_config("mlp", tiny=True)
+    model = build_model(config.model)
+    example = checkpoint.example_batch(config.flows)
+    params = model.init(jax.random.key(0), example)["params"]
+    return checkpoint.Detector(
+        checkpoint_dir=REPO_ROOT,
+        config=config,
+        flows_config=config.flows.to_dict(),
+        class_names=["normal", "anomalous"],
+        normal_class=0,
+        threshold=0.5,
+        threshold_source="test",
+        model=model,
+        params=params,
+        synthetic=False,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_capture_engine_failure_is_reported_with_its_message():
+    reason = _capture_rights_missing()
+    if reason:
+        pytest.skip(reason)
+    import io
+
+    from stfe_jax.detect import live
+    from stfe_jax.detect.alerts import AlertWriter
+    from stfe_jax.detect.sink import AlertSink
+
+    sink = AlertSink(_untrained_detector(), AlertWriter(io.StringIO()), min_batch=8)
+    with pytest.raises(RuntimeError) as error:
+        live.detect_live(sink, "no-such-if0", max_seconds=60)
+    message = str(error.value)
+    assert "could not capture on 'no-such-if0'" in message
+    assert "no device named" in message.lower()

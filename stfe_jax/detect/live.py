@@ -141,25 +141,27 @@ def parse_engine_stats(stderr_text: str) -> EngineStats:
     return stats
 
 
-class _Tee:
-    """A binary stream that copies what is read from it into a file."""
+class _PipeStream:
+    """The capture engine's output as the reader sees it: named after the
+    interface, and optionally copied into a file as it is read."""
 
-    def __init__(self, stream: BinaryIO, copy_to: BinaryIO):
+    def __init__(self, stream: BinaryIO, name: str, copy_to: BinaryIO | None):
         self._stream = stream
         self._copy = copy_to
-        self.name = getattr(stream, "name", "<pipe>")
+        self.name = name
 
     def seekable(self) -> bool:
         return False
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        self._copy.write(data)
+        if self._copy is not None:
+            self._copy.write(data)
         return data
 
     def readinto1(self, view) -> int:
         n = self._stream.readinto1(view)
-        if n:
+        if n and self._copy is not None:
             self._copy.write(bytes(view[:n]))
         return n
 
@@ -171,7 +173,6 @@ def _read_packets(stream, name: str, batches: queue.Queue, outcome: dict) -> Non
     """Reader thread: ``PacketBatch``es of the pipe onto ``batches``, then _END."""
     try:
         with open_capture(stream, batch_packets=4096) as capture:
-            capture.path = name
             for batch in capture.batches():
                 batches.put(batch)
             outcome["packets"] = capture.packets_read
@@ -254,7 +255,7 @@ def detect_live(
     stderr_thread.start()
 
     copy_file = open(save_to, "wb") if save_to else None  # noqa: SIM115
-    stream = _Tee(process.stdout, copy_file) if copy_file else process.stdout
+    stream = _PipeStream(process.stdout, name, copy_file)
     batches: queue.Queue = queue.Queue(maxsize=256)
     outcome: dict = {"packets": 0, "error": None, "warnings": []}
     reader = threading.Thread(
@@ -333,21 +334,22 @@ def detect_live(
     sink.summary.packets_dropped = engine.dropped
     if engine.detail:
         sink.summary.notes.append(f"capture engine: {engine.detail}")
-    failed_to_start = (
-        outcome["packets"] == 0
-        and process.returncode not in (0, None)
-        and not engine_ready.is_set()
-    )
-    if failed_to_start:
-        message = "; ".join(line for line in stderr_lines if line.strip())
+    engine_message = "; ".join(line for line in stderr_lines if line.strip())
+    engine_failed = stop_reason == "capture engine exited" and process.returncode
+    if engine_failed and table.stats.packets_seen == 0:
         raise RuntimeError(
             f"{os.path.basename(tool)} could not capture on {interface!r} (exit "
-            f"status {process.returncode}): {message or 'no message'}"
+            f"status {process.returncode}): {engine_message or 'no message'}"
+        )
+    if engine_failed:
+        sink.summary.notes.append(
+            f"the capture engine stopped by itself (exit status "
+            f"{process.returncode}): {engine_message}"
         )
     if outcome["error"]:
         counts.error = (
             f"the capture stream broke off: {outcome['error']}; alerts cover the "
-            f"{outcome['packets']} packets read before it"
+            f"{table.stats.packets_seen} packets read before it"
         )
     logging.info(
         "Live capture on %s stopped (%s): %d packets, %d flows scored, %d alerts, "

@@ -49,6 +49,7 @@ from stfe_jax.flows.options import CLOSE_WAIT_S, FRAGMENT_TIMEOUT_S, FlowOptions
 _INITIAL_SLOTS = 1024
 _FRAGMENT_TABLE_SIZE = 1 << 16
 _NS_PER_S = 1_000_000_000
+_PROGRESS_EVERY_S = 30.0
 
 
 @dataclasses.dataclass
@@ -308,6 +309,7 @@ class FlowStream(Iterator[FlowBatch]):
         self._table = table
         self._done = False
         self._started = time.monotonic()
+        self._last_progress = self._started
 
     @property
     def stats(self) -> FlowStats:
@@ -326,9 +328,26 @@ class FlowStream(Iterator[FlowBatch]):
                 self._log_summary()
             else:
                 flows = self._table.push(batch)
+                self._log_progress()
             if flows is not None and len(flows):
                 return flows
         raise StopIteration
+
+    def _log_progress(self) -> None:
+        """A progress line every ``_PROGRESS_EVERY_S`` seconds of a long capture."""
+        now = time.monotonic()
+        if now - self._last_progress < _PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        stats = self._table.stats
+        logging.info(
+            "capture %d: %d packets, %d flows ended, %d open (%.0f packets/s)",
+            self._table.capture_index,
+            stats.packets_seen,
+            stats.flows,
+            self._table.open_flows,
+            stats.packets_seen / max(now - self._started, 1e-9),
+        )
 
     def _log_summary(self) -> None:
         stats = self._table.stats

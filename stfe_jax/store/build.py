@@ -373,12 +373,13 @@ def build_capture(
         shutil.rmtree(final)
     os.replace(partial, final)
     logging.info(
-        "capture %d %s: %d packets -> %d flows in %d shards (%.1f s)",
+        "capture %d %s: %d packets -> %d flows in %d shards (%.1f s, %.0f packets/s)",
         index,
         path,
         record["packets_read"],
         record["flows_written"],
         len(writer.shards),
         record["seconds"],
+        record["packets_read"] / max(record["seconds"], 1e-9),
     )
     return record

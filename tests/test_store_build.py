@@ -20,6 +20,7 @@ from stfe_jax.flows import FLOW_COLUMNS, SAMPLE_COLUMNS, cut_flows
 from stfe_jax.store import (
     Store,
     StoreConfigMismatchError,
+    StoreError,
     StoreFormatError,
     StoreIncompleteError,
     build,
@@ -210,6 +211,11 @@ def test_store_of_another_config_is_refused_with_the_difference(captures, tmp_pa
         )
     store = Store.open(tmp_path / "store", expect_flows_config={"bytes_per_packet": 64})
     assert store.options.bytes_per_packet == 64
+
+
+def test_missing_store_directory_is_named(tmp_path):
+    with pytest.raises(StoreError, match="no such store directory"):
+        Store.open(tmp_path / "nowhere")
 
 
 def test_store_of_another_format_version_is_refused(captures, tmp_path):

@@ -18,6 +18,7 @@ from stfe_jax.flows.options import FlowOptions, config_to_dict
 from stfe_jax.store import layout
 from stfe_jax.store.errors import (
     StoreConfigMismatchError,
+    StoreError,
     StoreFormatError,
     StoreIncompleteError,
 )
@@ -165,11 +166,14 @@ class Store:
             every key that differs.
 
         Raises:
+          StoreError: the directory does not exist.
           StoreIncompleteError: no manifest (the build never finished).
           StoreFormatError: another format version, or shards missing or of
             another shape than the manifest says.
         """
         store_dir = pathlib.Path(store_dir)
+        if not store_dir.is_dir():
+            raise StoreError(f"{store_dir}: no such store directory")
         path = layout.manifest_path(store_dir)
         if not path.exists():
             raise StoreIncompleteError(

@@ -60,6 +60,7 @@ flags.DEFINE_list(
     ],
     "Ablations to run, in this order.",
 )
+flags.DEFINE_integer("max_points", 0, "Run only the first N points of each (0: all).")
 flags.DEFINE_bool("tiny", False, "Tiny layers and budget (tests).")
 flags.DEFINE_multi_string("set", [], "Further config overrides KEY=VALUE.")
 flags.DEFINE_string("out", None, "Result folder (default experiments/results/...).")
@@ -344,6 +345,8 @@ def main(argv):
     }
     for name in FLAGS.ablations:
         what, point_list = ABLATIONS[name]
+        if FLAGS.max_points > 0:
+            point_list = point_list[: FLAGS.max_points]
         rows = {}
         for label, overrides, kind in point_list:
             rows[label] = points.run(overrides, kind)

@@ -96,6 +96,9 @@ def test_results_cover_every_flow_once_and_record_the_threshold(tmp_path):
     assert (checkpoint_dir / "last" / "100").is_dir()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
+    with pytest.raises(FileExistsError, match="step 100"):
+        train_and_evaluate(config, dataset, tmp_path)  # a finished run, no resume
+
 
 def test_early_stopping_stops_when_validation_stalls(tmp_path):
     dataset = toy_dataset(300, 4, 32, seed=5)

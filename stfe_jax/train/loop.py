@@ -209,6 +209,13 @@ def train_and_evaluate(
     }
     state = create_train_state(model, example, train_config, sharding.replicated)
     checkpoints = RunCheckpoints(workdir / "checkpoints")
+    if not train_config.resume and checkpoints.latest_step() is not None:
+        checkpoints.close()
+        raise FileExistsError(
+            f"{checkpoints.directory} holds a run saved at step "
+            f"{checkpoints.latest_step()}: resume it (train.resume=True) or train "
+            "into an empty workdir"
+        )
     checkpoints.write_json("config.json", config.to_dict())
 
     loop_state = {

@@ -425,7 +425,10 @@ def write_preprocessing_record(checkpoint_dir: pathlib.Path, data, config) -> No
         "class_names": list(data.dataset.class_names),
         "normal_class": int(data.dataset.normal_class),
         "labels": config.labels.to_dict(),
-        "model": config.model.to_dict(),
+        "model": {
+            **config.model.to_dict(),
+            "num_classes": len(data.dataset.class_names),
+        },
         "synthetic": data.synthetic,
     }
     layout.write_json_atomic(checkpoint_dir / PREPROCESSING_RECORD, record)

@@ -9,8 +9,8 @@ CNN-LSTM once per point on the same flows and split:
   16: read from one store cut at 16 packets x 200 bytes, keeping the first P
   packets and B bytes of each sample (tests/test_experiments_scripts.py checks
   that this equals a store cut at P x B);
-- ``masking``: each masking option switched from its default; each point builds
-  its own store;
+- ``masking``: each masking option switched from its default; each point, the
+  default included, builds its own store (labelled, split and capped alike);
 - ``side_inputs`` (inter-arrival time, direction), ``byte_encoding`` (embedding
   or one-hot), ``cnn`` (width and depth), ``lstm_units``: model changes only.
 
@@ -76,14 +76,14 @@ ABLATIONS = {
     "masking": (
         "masking option (default: addresses and ports masked, the rest kept)",
         [
-            ("default", (), "model"),
-            ("addresses kept", ("flows.mask_addresses=false",), "store"),
-            ("ports kept", ("flows.mask_ports=false",), "store"),
+            ("default", (), "store"),
             (
                 "addresses and ports kept",
                 ("flows.mask_addresses=false", "flows.mask_ports=false"),
                 "store",
             ),
+            ("addresses kept", ("flows.mask_addresses=false",), "store"),
+            ("ports kept", ("flows.mask_ports=false",), "store"),
             (
                 "+ IP checksum and id masked",
                 ("flows.mask_ip_checksum_id=true",),
@@ -224,33 +224,28 @@ class Points:
         )
 
     def store_dataset(self, overrides, name):
+        """A store cut with ``overrides``, labelled, split and capped as the wide
+        one (same captures, seed and cap). Its flows are assembled anew, so the
+        masking points compare with a default point built the same way."""
         from stfe_jax import store as store_lib
 
         config = _config(overrides)
         started = time.perf_counter()
-        store = store_lib.build_store(
+        store_lib.build_store(
             self.wide_data.store.captures,
             self.scratch / name,
             config.flows,
             workers=2,
         )
         self.store_s[name] = time.perf_counter() - started
-        if store.num_flows != self.wide_data.store.num_flows:
-            raise RuntimeError(
-                f"store {name}: {store.num_flows} flows, the wide store "
-                f"{self.wide_data.store.num_flows}: masking changed flow assembly"
-            )
-        arrays = {
-            column: store.column(column)
-            for column in (
-                "packets",
-                "packet_caplen",
-                "direction",
-                "iat_s",
-                "n_packets",
-            )
-        }
-        return self.dataset(arrays)
+        data = job.prepare_data(
+            job.JobOptions(store=str(self.scratch / name), labels=[self.labels]),
+            config,
+            self.scratch,
+        )
+        return common.cap_per_capture(
+            data, FLAGS.max_flows_per_capture, FLAGS.seed
+        ).dataset
 
     def run(self, overrides, kind) -> dict:
         """Metrics of the CNN-LSTM trained with ``overrides`` (cached)."""
@@ -260,7 +255,9 @@ class Points:
         config = _config(overrides)
         packets = config.flows.packets_per_flow
         bytes_ = config.flows.bytes_per_packet
-        key = (tuple(sorted(overrides)) if kind != "slice" else ()) + (
+        key = (
+            kind == "store",
+            tuple(sorted(overrides)) if kind != "slice" else (),
             ("shape", packets, bytes_),
         )
         if key in self.cache:
@@ -271,7 +268,9 @@ class Points:
         else:
             dataset = self.dataset(common.sliced_arrays(self.wide, packets, bytes_))
         started = time.perf_counter()
-        trained = train_and_evaluate(config, dataset, self.scratch / f"run-{name}")
+        trained = train_and_evaluate(
+            config, dataset, self.scratch / f"run-{kind}-{name}"
+        )
         result = report.complete_result(
             {
                 "model": "cnn_lstm",

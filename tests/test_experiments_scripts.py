@@ -215,9 +215,13 @@ def test_ablations_tiny(small_corpus, tmp_path):
     )
     report = json.loads((out / "report.json").read_text())
     assert list(report["packets_per_flow"]["points"]) == ["1", "2"]
-    assert list(report["masking"]["points"]) == ["default", "addresses kept"]
-    # The wide store, and one store for the masking point that changes the cut.
-    assert set(report["store_build_s"]) == {"wide", "store-flows.mask_addresses_false"}
+    assert list(report["masking"]["points"]) == ["default", "addresses and ports kept"]
+    # The wide store, and one store per masking point.
+    assert set(report["store_build_s"]) == {
+        "wide",
+        "store-default",
+        "store-flows.mask_addresses_false-flows.mask_ports_false",
+    }
     for name in ("packets_per_flow", "masking"):
         assert (out / f"{name}.png").stat().st_size > 1000
         for point in report[name]["points"].values():

@@ -108,7 +108,9 @@ def test_early_stopping_stops_when_validation_stalls(tmp_path):
     config.train.early_stopping_patience = 2
     config.train.learning_rate = 0.0  # nothing improves after the first validation
     config.train.end_learning_rate_factor = 1.0
+    config.train.class_balance = "sampled"  # balanced batches, unweighted loss
     results = train_and_evaluate(config, dataset, tmp_path)
+    assert results["class_weights"] == [1.0, 1.0]
     assert results["early_stopped"]
     assert results["final_step"] == 30
     assert results["best_step"] == 10

@@ -54,6 +54,7 @@ class JaxTrainer:
     """One model's jit-compiled train step fed from the host batch iterator."""
 
     def __init__(self, name: str, dataset, pooling: str = "slices"):
+        import jax
         import numpy as np
 
         from stfe_jax.configs import get_config
@@ -85,6 +86,7 @@ class JaxTrainer:
             labels=dataset.labels,
         )
         self.input_wait_s = 0.0
+        self.num_params = sum(x.size for x in jax.tree.leaves(self.state.params))
 
     def step(self):
         started = time.perf_counter()
@@ -124,7 +126,12 @@ def build_torch_cnn_lstm(num_classes: int):
             layers, width, length = [], model_config.embed_dim, bytes_per_packet
             for features in model_config.conv_features:
                 layers += [
-                    nn.Conv1d(width, features, model_config.kernel_size, padding=1),
+                    nn.Conv1d(
+                        width,
+                        features,
+                        model_config.kernel_size,
+                        padding=model_config.kernel_size // 2,
+                    ),
                     nn.ReLU(),
                     nn.MaxPool1d(model_config.pool_size),
                 ]
@@ -178,6 +185,7 @@ class TorchTrainer:
 
         self.torch = torch
         self.model = build_torch_cnn_lstm(len(dataset.class_names))
+        self.num_params = sum(p.numel() for p in self.model.parameters())
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=1e-3, weight_decay=1e-4
         )
@@ -240,6 +248,7 @@ def compare_with_torch(dataset) -> dict:
     threads = cpu_threads()
     torch.set_num_threads(threads)
     ours, theirs = JaxTrainer("cnn_lstm", dataset), TorchTrainer(dataset)
+    params = {"jax_params": ours.num_params, "torch_params": theirs.num_params}
     compile_s = ours.run(1)
     ours.run(FLAGS.warmup_steps)
     theirs.run(1 + FLAGS.warmup_steps)
@@ -251,6 +260,7 @@ def compare_with_torch(dataset) -> dict:
     theirs.close()
     ours_step, theirs_step = statistics.median(ours_s), statistics.median(theirs_s)
     return {
+        **params,
         "threads": threads,
         "torch_version": torch.__version__,
         "jax_compile_s": compile_s,
@@ -309,7 +319,9 @@ def main(argv):
         print(
             f"Threads: JAX (XLA CPU) {torch_figures['threads']}, torch "
             f"{torch_figures['torch_version']} set_num_threads"
-            f"({torch_figures['threads']})"
+            f"({torch_figures['threads']}); parameters: JAX "
+            f"{torch_figures['jax_params']}, torch {torch_figures['torch_params']} "
+            "(torch's LSTM has two bias vectors)"
         )
         print(
             f"CNN-LSTM side by side: JAX {torch_figures['jax_samples_per_s']:.0f} "

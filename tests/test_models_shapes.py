@@ -170,3 +170,21 @@ def test_build_model_rejects_unknown_names():
     model = build_model(config.model)
     with pytest.raises(ValueError, match="ascii"):
         model.init(jax.random.key(0), random_batch(np.random.default_rng(0)))
+
+
+def test_side_inputs_can_be_switched_off():
+    rng = np.random.default_rng(7)
+    batch = random_batch(rng)
+    changed = dict(batch, iat_s=batch["iat_s"] + 5.0, direction=1 - batch["direction"])
+
+    model, variables, config = init_model("cnn", use_direction=False, use_iat=False)
+    features = model.apply(variables, batch, method="features")
+    assert features.shape == (5, 2 * config.model.packet_features)
+    np.testing.assert_array_equal(
+        model.apply(variables, changed), model.apply(variables, batch)
+    )
+
+    model, variables, _ = init_model("cnn", use_direction=False)
+    assert not np.allclose(
+        model.apply(variables, changed), model.apply(variables, batch)
+    )

@@ -343,6 +343,7 @@ def train_job(options: JobOptions) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     logging.info("Workdir: %s", workdir.resolve())
 
+    provenance = job_provenance(options)
     base_config = load_config(names[0], options)
     data = prepare_data(options, base_config, workdir)
     baseline = flow_statistics_baseline(data, base_config)
@@ -363,12 +364,14 @@ def train_job(options: JobOptions) -> dict:
 
     table = report.write_comparison(workdir, results, base_config, title=data.title)
     print(table)
-    write_provenance(workdir, options)
+    provenance["finished_utc"] = datetime.datetime.now(datetime.UTC).isoformat()
+    with open(workdir / "job.json", "w") as f:
+        json.dump(provenance, f, indent=2, default=str)
     return results
 
 
-def write_provenance(workdir: pathlib.Path, options: JobOptions) -> None:
-    """Writes ``job.json``: the command line, options, commit, machine and date."""
+def job_provenance(options: JobOptions) -> dict:
+    """The command line, options, commit (at the job's start), machine and date."""
     import platform
     import subprocess
     import sys
@@ -400,10 +403,9 @@ def write_provenance(workdir: pathlib.Path, options: JobOptions) -> None:
             "cpu_count": os.cpu_count(),
             "jax_devices": [str(d) for d in jax.devices()],
         },
-        "finished_utc": datetime.datetime.now(datetime.UTC).isoformat(),
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(),
     }
-    with open(workdir / "job.json", "w") as f:
-        json.dump(record, f, indent=2, default=str)
+    return record
 
 
 PREPROCESSING_RECORD = "preprocessing.json"

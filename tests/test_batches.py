@@ -130,3 +130,18 @@ def test_prefetch_reraises_errors_and_stops_when_closed():
     first = next(batches)
     batches.close()  # must not hang
     assert first["n_packets"].shape == (4,)
+
+
+def test_transform_runs_on_each_prepared_batch():
+    arrays = make_arrays()
+    seen = []
+
+    def tag(batch):
+        seen.append(int(batch["n_packets"][0]))
+        return dict(batch, tagged=np.ones(1))
+
+    batches = iterate_train_batches(arrays, np.arange(50), 4, seed=0, transform=tag)
+    first = next(batches)
+    batches.close()
+    assert "tagged" in first
+    assert seen[0] == int(first["n_packets"][0])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -140,6 +140,7 @@ def iterate_train_batches(
     class_balanced: bool = False,
     labels=None,
     prefetch: int = 2,
+    transform: Callable[[dict], dict] | None = None,
 ) -> Iterator[dict]:
     """Endless training batches, batch ``start_step`` first.
 
@@ -153,6 +154,8 @@ def iterate_train_batches(
       labels: array-like of int class per flow (over all flows, like ``arrays``);
         when given, each batch carries it as ``label`` (int32).
       prefetch: batches prepared ahead on a background thread (0: none).
+      transform: applied to each batch where it is prepared (on the prefetch
+        thread), e.g. a put onto the devices so the copy overlaps the step.
 
     Yields:
       dicts of numpy arrays with a leading axis of ``batch_size``.
@@ -174,7 +177,8 @@ def iterate_train_batches(
                 seed=seed,
                 members=members,
             )
-            yield _gather(arrays, indices[positions], labels)
+            batch = _gather(arrays, indices[positions], labels)
+            yield transform(batch) if transform else batch
             step += 1
 
     if prefetch > 0:

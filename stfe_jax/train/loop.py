@@ -392,6 +392,7 @@ def _train_loop(
         class_balanced=train_config.class_balance == "sampled",
         labels=dataset.labels,
         prefetch=train_config.prefetch,
+        transform=sharding.put_batch if train_config.prefetch else None,
     )
     throughput = _Throughput()
     input_wait_s = 0.0
@@ -407,9 +408,11 @@ def _train_loop(
                 throughput.step()
             wait_started = time.perf_counter()
             batch = next(batches)
+            if not train_config.prefetch:
+                batch = sharding.put_batch(batch)
             if not first:
                 input_wait_s += time.perf_counter() - wait_started
-            state, metrics = train_step(state, sharding.put_batch(batch))
+            state, metrics = train_step(state, batch)
             pending.append(metrics)
 
             if first:

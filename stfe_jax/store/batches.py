@@ -17,8 +17,9 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
+from absl import logging
 
-DEFAULT_COLUMNS = ("packets", "packet_caplen", "direction", "iat_s", "n_packets")
+JOIN_TIMEOUT_S = 60.0  # longest wait for the prefetch thread on close
 
 
 def _take(column, flow_indices: np.ndarray) -> np.ndarray:
@@ -127,7 +128,14 @@ def _prefetch(iterator: Iterator[dict], size: int) -> Iterator[dict]:
                 raise item
             yield item
     finally:
+        # Wait for the producer to finish the batch in hand: a thread left inside
+        # a device copy when the interpreter exits aborts the process.
         stop.set()
+        thread.join(timeout=JOIN_TIMEOUT_S)
+        if thread.is_alive():
+            logging.warning(
+                "Batch prefetch thread still busy %.0f s after close", JOIN_TIMEOUT_S
+            )
 
 
 def iterate_train_batches(

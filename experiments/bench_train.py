@@ -14,6 +14,12 @@ printed.
   python experiments/bench_train.py --models=cnn_lstm --rounds=5
 
 Needs ``requirements-bench.txt`` (torch==2.13.0, CPU build) for the baseline.
+
+TODO: on a 2-core machine oversubscribed by other work, torch with
+``--omp_wait_policy=PASSIVE`` measured within 1.4x of our CNN-LSTM step (3.4-3.7x
+with torch's default waiting); our step is dominated by XLA's CPU convolutions
+(forward and backward of the 32- and 64-channel layers), which no formulation
+tried here (im2col, shifted matmuls, oneDNN/XNNPACK flags) made faster.
 """
 
 from __future__ import annotations
@@ -41,6 +47,13 @@ flags.DEFINE_integer("rounds", 3, "Alternating rounds of JAX and torch CNN-LSTM.
 flags.DEFINE_bool("torch", True, "Time PyTorch's CNN-LSTM beside ours (CPU only).")
 flags.DEFINE_bool(
     "reduce_window", True, "Also time our CNN-LSTM with plain nn.max_pool (CPU)."
+)
+flags.DEFINE_string(
+    "omp_wait_policy",
+    None,
+    "OMP_WAIT_POLICY for torch's OpenMP threads (PASSIVE or ACTIVE); unset keeps "
+    "torch's default. On a machine busy with other work, PASSIVE is much kinder "
+    "to torch.",
 )
 flags.DEFINE_string("out", None, "Write the figures as JSON here.")
 
@@ -263,6 +276,7 @@ def compare_with_torch(dataset) -> dict:
     return {
         **params,
         "threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "torch default"),
         "torch_version": torch.__version__,
         "jax_compile_s": compile_s,
         "jax_step_ms": 1e3 * ours_step,
@@ -279,6 +293,8 @@ def main(argv):
     del argv
     if FLAGS.device == "cpu":
         os.environ["JAX_PLATFORMS"] = "cpu"
+    if FLAGS.omp_wait_policy:
+        os.environ["OMP_WAIT_POLICY"] = FLAGS.omp_wait_policy  # before torch loads
     import jax
 
     from stfe_jax.train.toy import toy_dataset
@@ -320,7 +336,8 @@ def main(argv):
         print(
             f"Threads: JAX (XLA CPU) {torch_figures['threads']}, torch "
             f"{torch_figures['torch_version']} set_num_threads"
-            f"({torch_figures['threads']}); parameters: JAX "
+            f"({torch_figures['threads']}), OMP_WAIT_POLICY "
+            f"{torch_figures['omp_wait_policy']}; parameters: JAX "
             f"{torch_figures['jax_params']}, torch {torch_figures['torch_params']} "
             "(torch's LSTM has two bias vectors)"
         )

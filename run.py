@@ -13,6 +13,8 @@ Any config field can be overridden:
   python run.py --set=train.steps=500 --set=flows.bytes_per_packet=64
 """
 
+import sys
+
 from absl import app, flags, logging
 
 from stfe_jax import main
@@ -27,8 +29,11 @@ flags.DEFINE_enum(
     "detect: score captures or an interface with a trained model; fetch: download a "
     "MAWI day and its MAWILab labels.",
 )
-flags.DEFINE_string(
-    "model", "cnn_lstm", "mlp, cnn, lstm, cnn_lstm, or all (the four on one split)."
+flags.DEFINE_enum(
+    "model",
+    "cnn_lstm",
+    ["mlp", "cnn", "lstm", "cnn_lstm", "all"],
+    "The model to train, or all four on one split.",
 )
 flags.DEFINE_multi_string(
     "captures", [], "Capture files or globs (pcap, pcapng, optionally gzipped)."
@@ -45,7 +50,7 @@ flags.DEFINE_multi_string("set", [], "Config override KEY=VALUE, e.g. train.step
 flags.DEFINE_bool("tiny", False, "Use the tiny config (seconds on a CPU; for tests).")
 flags.DEFINE_bool("resume", False, "Resume training from the workdir's checkpoints.")
 flags.DEFINE_float(
-    "synthetic_scale", 1.0, "Size of the built-in synthetic day (1.0: ~15k flows)."
+    "synthetic_scale", 1.0, "Size of the built-in synthetic day (1.0: ~17k flows)."
 )
 flags.DEFINE_integer("synthetic_seed", 0, "Seed of the built-in synthetic day.")
 flags.DEFINE_string(
@@ -65,7 +70,12 @@ flags.DEFINE_integer("explain", 0, "detect: dissect the N highest-scoring alerts
 def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    main.run(FLAGS)
+    try:
+        main.run(FLAGS)
+    except main.USER_ERRORS as error:
+        # Bad input, a missing file, an incompatible store or checkpoint: the
+        # message says what and where; a traceback would only hide it.
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

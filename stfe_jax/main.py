@@ -21,6 +21,18 @@ from absl import logging
 
 MODEL_NAMES = ("mlp", "cnn", "lstm", "cnn_lstm")
 
+# Errors that mean the input or the request was wrong, not the code: run.py prints
+# their message without a traceback. Every error class of the package that names a
+# file, line or setting derives from one of these.
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+
 
 @dataclasses.dataclass
 class JobOptions:
@@ -106,12 +118,63 @@ def expand_captures(patterns: Sequence[str]) -> list[str]:
     """
     paths = []
     for pattern in patterns:
+        if os.path.isdir(pattern):
+            raise IsADirectoryError(
+                f"--captures {pattern!r} is a directory; name its files, e.g. "
+                f"'{os.path.join(pattern, '*.pcap')}'"
+            )
         matches = sorted(glob.glob(pattern, recursive=True))
         matches = [m for m in matches if os.path.isfile(m)]
         if not matches:
             raise FileNotFoundError(f"--captures {pattern!r} matches no file")
         paths.extend(matches)
     return sorted(dict.fromkeys(os.path.abspath(p) for p in paths))
+
+
+def check_label_files(label_paths: Sequence[str], labels_config) -> None:
+    """Reads every label file once before the long work, so a bad one fails fast.
+
+    Raises:
+      FileNotFoundError: a label file that does not exist.
+      ValueError: a file of no known kind, or a row that fits no known shape (the
+        label readers' errors name the file and line).
+    """
+    from stfe_jax import labels as labels_lib
+    from stfe_jax.labels import cic, mawilab, per_capture
+
+    for path in label_paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--labels {path!r}: no such file")
+        kind = labels_lib.detect_kind(path)
+        if kind.startswith("mawilab"):
+            mawilab.read_mawilab(path)
+        elif kind == "capture_classes":
+            per_capture.read_manifest(path)
+        elif kind == "cic_csv":
+            cic.read_cic_csv(path, labels_config.get("cic_timezone", "-03:00"))
+
+
+def open_given_store(options: JobOptions, config):
+    """Opens ``--store``; its flows config becomes the job's.
+
+    A ``--set=flows.*`` override that the store was not cut with is refused:
+    training would silently use the store's tensors while the written config
+    claimed otherwise.
+    """
+    from stfe_jax import store as store_lib
+
+    if any(o.strip().startswith("flows.") for o in options.overrides):
+        store = store_lib.Store.open(options.store, expect_flows_config=config.flows)
+    else:
+        store = store_lib.Store.open(options.store)
+    adopt_store_flows(config, store)
+    return store
+
+
+def adopt_store_flows(config, store) -> None:
+    """Sets ``config.flows`` to the flows config the store was cut with."""
+    for key, value in store.manifest["flows_config"].items():
+        config.flows[key] = value
 
 
 def captures_named_by_manifests(label_paths: Sequence[str]) -> list[str]:
@@ -128,9 +191,21 @@ def captures_named_by_manifests(label_paths: Sequence[str]) -> list[str]:
     for path in label_paths:
         if labels_lib.detect_kind(path) != "capture_classes":
             continue
+        missing = []
         for row in per_capture.read_manifest(path):
-            if not row.is_glob and os.path.isfile(row.pattern):
+            if row.is_glob:
+                continue
+            if os.path.isfile(row.pattern):
                 captures.append(row.pattern)
+            else:
+                missing.append(f"line {row.line}: {row.pattern}")
+        if missing:
+            logging.warning(
+                "%s: %d captures named here do not exist (first: %s)",
+                path,
+                len(missing),
+                missing[0],
+            )
     return sorted(dict.fromkeys(captures))
 
 
@@ -188,22 +263,24 @@ def _synthetic_inputs(options: JobOptions, workdir: pathlib.Path):
 def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> PreparedData:
     """Builds (or opens) the store, labels every flow and assigns the split."""
     from stfe_jax import labels as labels_lib
-    from stfe_jax import store as store_lib
     from stfe_jax.store import splits
     from stfe_jax.train import Dataset
 
     synthetic = False
+    label_paths = list(options.labels)
+    check_label_files(label_paths, config.labels)
     if options.store:
-        store = store_lib.Store.open(options.store)
-        label_paths = list(options.labels)
+        store = open_given_store(options, config)
     else:
-        manifest_captures = captures_named_by_manifests(options.labels)
         if options.captures:
             captures = expand_captures(options.captures)
-            label_paths = list(options.labels)
-        elif manifest_captures:
-            captures = manifest_captures
-            label_paths = list(options.labels)
+        elif label_paths:
+            captures = captures_named_by_manifests(label_paths)
+            if not captures:
+                raise FileNotFoundError(
+                    "--labels given without --captures, and no per-capture label "
+                    "file names a capture that exists: pass --captures"
+                )
             logging.info(
                 "No --captures given: reading the %d captures that the per-capture "
                 "label files name",
@@ -214,6 +291,7 @@ def prepare_data(options: JobOptions, config, workdir: pathlib.Path) -> Prepared
             captures, label_paths = _synthetic_inputs(options, workdir)
         started = time.perf_counter()
         store = build_store(options, captures, workdir / "store", config)
+        report_capture_problems(store)
         logging.info(
             "Store of %d flows from %d captures built in %.1f s",
             store.num_flows,
@@ -351,6 +429,7 @@ def train_job(options: JobOptions) -> dict:
     results = {}
     for name in names:
         config = load_config(name, options)
+        adopt_store_flows(config, data.store)
         model_dir = workdir / name if len(names) > 1 else workdir
         logging.info("Training %s", name)
         trained = train_and_evaluate(
@@ -547,7 +626,30 @@ def preprocess_job(options: JobOptions) -> None:
     else:
         captures, _ = _synthetic_inputs(options, workdir)
     store = build_store(options, captures, workdir / "store", config)
+    failed = report_capture_problems(store)
     logging.info("Store of %d flows written to %s", store.num_flows, workdir / "store")
+    if failed == len(store.captures):
+        raise ValueError(
+            f"none of the {failed} captures could be read (see the warnings above "
+            f"and {workdir / 'store' / 'manifest.json'})"
+        )
+
+
+def report_capture_problems(store) -> int:
+    """Logs each capture that was damaged or unreadable; returns how many had errors."""
+    failed = 0
+    for record in store.manifest["captures"]:
+        if record.get("error"):
+            failed += 1
+            logging.warning(
+                "capture %s: read %d packets, then stopped: %s",
+                record["path"],
+                record.get("packets_read", 0),
+                record["error"],
+            )
+        for warning in record.get("warnings") or []:
+            logging.warning("capture %s: %s", record["path"], warning)
+    return failed
 
 
 def fetch_job(options: JobOptions) -> None:

@@ -3,7 +3,7 @@
 Every other config starts from this one and changes the ``model`` section (or, for
 ``tiny``, shrinks everything so the whole pipeline runs in seconds on a CPU).
 
-    python run.py --model=cnn_lstm --config_overrides=train.steps=2000
+    python run.py --model=cnn_lstm --set=train.steps=2000
 """
 
 import ml_collections
@@ -72,7 +72,7 @@ def get_train_config() -> ml_collections.ConfigDict:
     train = ml_collections.ConfigDict()
     train.seed = 0
     train.batch_size = 256
-    train.steps = 3000
+    train.steps = 1200
     train.learning_rate = 1e-3
     train.warmup_steps = 100
     train.decay = "cosine"  # "cosine" | "linear" | "constant"
@@ -81,7 +81,7 @@ def get_train_config() -> ml_collections.ConfigDict:
     train.grad_clip_norm = 1.0
     train.class_balance = "weighted"  # "weighted" loss | "sampled" batches | "none"
     train.log_every = 50
-    train.eval_every = 250  # steps between validations (and checkpoints)
+    train.eval_every = 200  # steps between validations (and checkpoints)
     train.early_stopping_patience = 5  # validations without improvement; 0: never
     train.resume = False
     train.stop_at_step = 0  # stop as if killed after this step (0: never)

@@ -49,7 +49,10 @@ def looks_like_manifest(head: bytes) -> bool:
 
 
 def _normal(path: str | os.PathLike) -> str:
-    return os.path.normpath(os.path.abspath(os.fspath(path)))
+    # Symbolic links resolved on both sides, so that a manifest reached through a
+    # link (a data folder linked beside the checkout) names the same files as the
+    # capture paths it is compared with.
+    return os.path.realpath(os.fspath(path))
 
 
 def read_manifest(path: str | pathlib.Path) -> list[ManifestRow]:

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
+from stfe_jax.evaluate.report import markdown_table
+
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "experiments" / "results"
 
@@ -114,29 +116,6 @@ def format_mean_std(summary: Mapping) -> str:
     if summary["mean"] is None:
         return "n/a"
     return f"{summary['mean']:.4f} ± {summary['std']:.4f}"
-
-
-def format_value(value) -> str:
-    """A table cell: floats to 4 decimals, None as n/a."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return "nan" if math.isnan(value) else f"{float(value):.4f}"
-    return str(value)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A markdown table; cells formatted by ``format_value`` unless already str."""
-    lines = ["| " + " | ".join(str(h) for h in header) + " |"]
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        cells = [c if isinstance(c, str) else format_value(c) for c in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def summarize_runs(runs: Mapping[str, Sequence[Mapping]]) -> dict:

@@ -91,7 +91,7 @@ def format_value(value) -> str:
     return str(value)
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(str(h) for h in header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
@@ -122,7 +122,7 @@ def format_metrics_table(rows: Mapping[str, Mapping]) -> str:
         ]
         for name, m in rows.items()
     ]
-    return _md_table(header, body)
+    return markdown_table(header, body)
 
 
 def format_metrics_line(metrics: Mapping) -> str:
@@ -351,7 +351,7 @@ def _dataset_section(dataset: Mapping) -> list[str]:
         lines += [
             "Flows per split and class:",
             "",
-            _md_table(["split", *classes, "total"], rows),
+            markdown_table(["split", *classes, "total"], rows),
             "",
         ]
 
@@ -463,7 +463,7 @@ def _report_markdown(result: Mapping, title: str, plot_files: Mapping) -> str:
 
     lines += ["## Per class (test)", ""]
     lines += [
-        _md_table(
+        markdown_table(
             ["class", "precision", "recall", "F1", "support"],
             [
                 [name, c["precision"], c["recall"], c["f1"], c["support"]]
@@ -475,7 +475,7 @@ def _report_markdown(result: Mapping, title: str, plot_files: Mapping) -> str:
 
     lines += ["## Confusion matrix (test; rows true, columns predicted)", ""]
     lines += [
-        _md_table(
+        markdown_table(
             ["true \\ predicted", *class_names],
             [
                 [name, *row]
@@ -528,7 +528,7 @@ def _report_markdown(result: Mapping, title: str, plot_files: Mapping) -> str:
         lines += [
             "## Timing",
             "",
-            _md_table(
+            markdown_table(
                 ["quantity", "value"], [[k, v] for k, v in result["timing"].items()]
             ),
             "",

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from stfe_jax.evaluate.report import markdown_table
+from stfe_jax.evaluate.report import markdown_table, to_jsonable
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "experiments" / "results"
@@ -211,25 +211,6 @@ def line_plot(
     figure.savefig(path, dpi=110)
     pyplot.close(figure)
     return path
-
-
-def to_jsonable(value):
-    """numpy scalars/arrays, tuples and non-finite floats made JSON-safe."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
 
 
 def cap_per_capture(data, limit: int, seed: int, fractions=(0.7, 0.1, 0.2)):

@@ -86,7 +86,7 @@ flags.DEFINE_integer(
     "min_test_captures", 5, "corpus: fewer test captures and a class is not scored."
 )
 flags.DEFINE_integer(
-    "loso_sources", 4, "corpus: hold out each of the N largest sources (0: none)."
+    "loso_sources", 6, "corpus: hold out each of the N largest sources (0: none)."
 )
 flags.DEFINE_integer(
     "max_flows_per_capture",
@@ -96,7 +96,7 @@ flags.DEFINE_integer(
     "filling the training and test sets.",
 )
 flags.DEFINE_list(
-    "loso_models", ["cnn_lstm"], "corpus: models of leave-one-source-out."
+    "loso_models", list(job.MODEL_NAMES), "corpus: models of leave-one-source-out."
 )
 flags.DEFINE_float("synthetic_scale", 1.0, "synthetic: size of each generated day.")
 flags.DEFINE_integer(

@@ -284,6 +284,13 @@ def sliced_arrays(wide: dict, packets_per_flow: int, bytes_per_packet: int) -> d
     }
 
 
+def _sharing(machine: Mapping) -> str:
+    """Words for the load at start: other jobs ran when it passed the CPU count."""
+    if machine["load_average_1m_at_start"] > machine["cpu_count"]:
+        return " (other jobs shared the machine)"
+    return ""
+
+
 class Report:
     """Collects the sections of one experiment's report and writes it.
 
@@ -339,7 +346,7 @@ class Report:
             f"- Machine: {machine['cpu_count']} CPUs, {machine['platform']}, "
             f"Python {machine['python']}, jax {machine['jax']}, devices "
             f"{', '.join(machine['jax_devices'])}; 1-minute load average at start "
-            f"{machine['load_average_1m_at_start']:.1f} (the machine was shared)",
+            f"{machine['load_average_1m_at_start']:.1f}{_sharing(machine)}",
             f"- Started: {p['date_utc']} UTC; "
             + ("ran" if finished else "so far")
             + f" {elapsed / 60:.1f} min",

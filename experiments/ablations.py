@@ -19,6 +19,7 @@ CNN-LSTM once per point on the same flows and split:
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 import time
@@ -161,7 +162,6 @@ def sample_manifest(labels_path: str, size: int, seed: int, folder) -> str:
     Paths are made absolute, so the copy can live anywhere. Returns its path.
     """
     import csv
-    import os
 
     with open(labels_path, newline="", encoding="utf-8-sig") as file:
         reader = csv.DictReader(file)
@@ -317,6 +317,11 @@ def main(argv):
     unknown = [a for a in FLAGS.ablations if a not in ABLATIONS]
     if unknown:
         raise app.UsageError(f"unknown ablations {unknown}; known: {list(ABLATIONS)}")
+    if not os.path.isfile(FLAGS.labels):
+        raise FileNotFoundError(
+            f"--labels {FLAGS.labels!r}: no such file (expected the per-capture "
+            "class CSV of the capture corpus)"
+        )
 
     report_doc = common.Report(
         out, "Ablations of the CNN-LSTM on the real capture corpus", sys.argv
@@ -394,4 +399,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.INFO)
-    app.run(main)
+    app.run(common.reporting_user_errors(main))

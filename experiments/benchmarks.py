@@ -152,6 +152,9 @@ def main(argv):
     if FLAGS.quick:
         report_doc.add("QUICK run: small inputs, a smoke test, not a measurement.\n")
     scripts = list(FLAGS.scripts)
+    unknown = [s for s in scripts if s not in SCRIPTS]
+    if unknown:
+        raise app.UsageError(f"--scripts: unknown {unknown}; known: {list(SCRIPTS)}")
     if FLAGS.device == "gpu" and not FLAGS["scripts"].present:
         scripts = ["bench_train"]  # the GPU run: training only, unattended
     missing = [s for s in scripts if not (HERE / f"{s}.py").exists()]
@@ -206,4 +209,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.INFO)
-    app.run(main)
+    app.run(common.reporting_user_errors(main))

@@ -9,6 +9,7 @@ plots. The figures come from the package; this module only lays them out.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import os
@@ -82,6 +83,21 @@ def provenance(argv: Sequence[str]) -> dict:
         },
         "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def reporting_user_errors(main):
+    """``main`` with bad input, a used workdir or an unknown config key reported
+    in one line (``error: ...``, exit status 1), as run.py does, not a traceback."""
+    from stfe_jax.main import USER_ERRORS
+
+    @functools.wraps(main)
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except USER_ERRORS as error:
+            sys.exit(f"error: {error}")
+
+    return wrapped
 
 
 def enable_compilation_cache(folder: str = "/tmp/stfe_experiments/jax_cache") -> None:

@@ -744,14 +744,78 @@ def run_synthetic(report_doc, scratch: pathlib.Path) -> None:
         )
 
 
-def merge_reports(out_dir: pathlib.Path, folders) -> None:
-    """Joins the results of runs over other seeds (same data and budget) into
-    one report: per part, mean ± std over every seed of every folder."""
+TITLES = {
+    "corpus": "Model comparison on the real capture corpus",
+    "synthetic": "Model comparison on the SYNTHETIC MAWI-like day (pipeline check)",
+}
+PARTS = {
+    "corpus": ("binary", "multiclass", "loso"),
+    "synthetic": ("same_day", "cross_day"),
+}
+
+
+def check_parts(dataset: str, parts) -> None:
+    """Refuses a --parts naming no known part, or none of ``dataset``'s parts."""
+    known = [p for names in PARTS.values() for p in names]
+    unknown = [p for p in parts if p not in known]
+    if unknown:
+        raise app.UsageError(f"--parts: unknown {unknown}; known: {known}")
+    if dataset in PARTS and not set(parts) & set(PARTS[dataset]):
+        raise app.UsageError(
+            f"--parts={','.join(parts)} names none of the {dataset} parts "
+            f"{list(PARTS[dataset])}"
+        )
+
+
+def read_merged(folders) -> list[dict]:
+    """The report.json of each --merge folder, checked to be compare_models runs
+    of one dataset with no seed twice."""
     import json
 
-    documents = [
-        json.loads((pathlib.Path(f) / "report.json").read_text()) for f in folders
-    ]
+    resolved = [pathlib.Path(f).resolve() for f in folders]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"--merge names a folder twice: {[str(f) for f in folders]}")
+    documents = []
+    for folder in folders:
+        path = pathlib.Path(folder) / "report.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"--merge {folder}: no report.json there (expected a result folder "
+                "that compare_models.py wrote)"
+            )
+        d = json.loads(path.read_text())
+        if d.get("title") not in TITLES.values():
+            raise ValueError(
+                f"--merge {folder}: report.json titled {d.get('title')!r} is not a "
+                f"compare_models result (expected one of {list(TITLES.values())})"
+            )
+        documents.append(d)
+    titles = {d["title"] for d in documents}
+    if len(titles) > 1:
+        raise ValueError(
+            f"--merge: the folders hold different datasets: {sorted(titles)}"
+        )
+    for part in ("binary", "synthetic", "synthetic_cross_day", "multiclass"):
+        seen = {}
+        for folder, d in zip(folders, documents, strict=True):
+            entry = d.get(part) or {}
+            for seed in entry.get("seeds") or entry.get("per_seed") or ():
+                if str(seed) in seen:
+                    raise ValueError(
+                        f"--merge: {part} seed {seed} is in both {seen[str(seed)]} "
+                        f"and {folder}; each seed may come from one folder only"
+                    )
+                seen[str(seed)] = folder
+    return documents
+
+
+def merge_reports(out_dir: pathlib.Path, folders) -> None:
+    """Joins the results of runs over other seeds (same data and budget) into
+    one report: per part, mean ± std over every seed of every folder.
+
+    Leave one source out runs one seed and is not joined: the report links the
+    folders that hold it."""
+    documents = read_merged(folders)
     report_doc = common.Report(out_dir, documents[0]["title"], sys.argv)
     report_doc.data["joined"] = [
         {
@@ -844,6 +908,22 @@ def merge_reports(out_dir: pathlib.Path, folders) -> None:
             ),
             key=part,
         )
+    with_loso = [
+        f
+        for f, d in zip(folders, documents, strict=True)
+        if "leave_one_source_out" in d
+    ]
+    if with_loso:
+        logging.warning("leave one source out is not joined; see %s", with_loso)
+        report_doc.add(
+            "Leave one source out runs one seed and is not joined here: see "
+            + ", ".join(
+                f"[{pathlib.Path(f).name}]({os.path.relpath(f, out_dir)}/report.md)"
+                for f in with_loso
+            )
+            + ".\n",
+            key="loso",
+        )
     per_seed, listed = {}, {}
     for d in documents:
         entry = d.get("multiclass")
@@ -875,16 +955,13 @@ def main(argv):
     if FLAGS.merge:
         merge_reports(out, [pathlib.Path(f) for f in FLAGS.merge])
         return
+    check_parts(FLAGS.dataset, FLAGS.parts)
     scratch = pathlib.Path(FLAGS.workdir or f"/tmp/stfe_experiments/{name}")
     scratch.mkdir(parents=True, exist_ok=True)
     if FLAGS.dataset == "cic":
         label_matching.run(out, scratch, sys.argv)
         return
-    titles = {
-        "corpus": "Model comparison on the real capture corpus",
-        "synthetic": "Model comparison on the SYNTHETIC MAWI-like day (pipeline check)",
-    }
-    report_doc = common.Report(out, titles[FLAGS.dataset], sys.argv)
+    report_doc = common.Report(out, TITLES[FLAGS.dataset], sys.argv)
     started = time.perf_counter()
     if FLAGS.dataset == "corpus":
         run_corpus(report_doc, scratch)
@@ -898,4 +975,4 @@ def main(argv):
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.INFO)
-    app.run(main)
+    app.run(common.reporting_user_errors(main))

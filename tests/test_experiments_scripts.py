@@ -233,12 +233,55 @@ def test_benchmarks_gathers_printed_figures(shared_dir, tmp_path):
     _run(
         "benchmarks.py",
         "--quick",
-        "--scripts=bench_read,bench_missing",
+        "--scripts=bench_read",
         f"--out={out}",
     )
     report = json.loads((out / "report.json").read_text())
-    assert report["missing"] == ["bench_missing"]
+    assert report["missing"] == []
     run = report["runs"]["bench_read"]
     assert run["status"] == 0
     assert any("packets/s" in line for line in run["figures"])
     assert (out / "bench_read.txt").read_text().startswith("$ ")
+
+
+def _refused(script: str, *args: str) -> str:
+    """Runs a script that must refuse its request; returns what it printed."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    printed = completed.stdout + completed.stderr
+    assert completed.returncode != 0, printed[-2000:]
+    assert "Traceback" not in printed, printed[-3000:]
+    return printed
+
+
+def test_scripts_refuse_bad_requests_in_one_line(tmp_path):
+    results = REPO / "experiments" / "results"
+    out = f"--out={tmp_path / 'out'}"
+    printed = _refused("compare_models.py", f"--merge={tmp_path / 'nowhere'}", out)
+    assert "error: --merge" in printed and "no report.json" in printed
+    corpus, synthetic = results / "compare_corpus", results / "compare_synthetic"
+    printed = _refused("compare_models.py", f"--merge={corpus},{synthetic}", out)
+    assert "different datasets" in printed
+    printed = _refused("compare_models.py", f"--merge={corpus},{corpus}", out)
+    assert "names a folder twice" in printed
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "report.json").write_text((corpus / "report.json").read_text())
+    printed = _refused("compare_models.py", f"--merge={corpus},{copy}", out)
+    assert "binary seed 0 is in both" in printed
+    printed = _refused(
+        "compare_models.py", "--dataset=synthetic", "--parts=binary", out
+    )
+    assert "names none of the synthetic parts" in printed
+    printed = _refused("benchmarks.py", "--scripts=bench_bogus", out)
+    assert "unknown ['bench_bogus']" in printed
+    printed = _refused(
+        "ablations.py", f"--labels={tmp_path / 'no.csv'}", f"--workdir={tmp_path}", out
+    )
+    assert "error: --labels" in printed

@@ -136,15 +136,33 @@ def test_compare_models_synthetic_two_seeds_and_cross_day(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "SYNTHETIC" in markdown and "± " in markdown
 
-    # Joining the run with itself doubles every row's runs and keeps the means.
-    joined = tmp_path / "joined"
-    _run("compare_models.py", f"--merge={out},{out}", f"--out={joined}")
-    merged = json.loads((joined / "report.json").read_text())
-    row = merged["synthetic"]["summary"]["mlp"]
-    assert row["runs"] == 4
-    assert row["f1"]["mean"] == pytest.approx(
-        report["synthetic"]["summary"]["mlp"]["f1"]["mean"]
+    # A run of one more seed joins the first run: three runs a row, and the means
+    # are those of the three seeds' figures.
+    seed2 = tmp_path / "seed2"
+    _run(
+        "compare_models.py",
+        "--dataset=synthetic",
+        "--tiny",
+        "--seed_list=2",
+        "--parts=same_day",
+        "--steps=8",
+        "--models=mlp",
+        "--synthetic_scale=0.1",
+        "--feature_flows=300",
+        f"--out={seed2}",
+        f"--workdir={tmp_path / 'work2'}",
     )
+    joined = tmp_path / "joined"
+    _run("compare_models.py", f"--merge={out},{seed2}", f"--out={joined}")
+    merged = json.loads((joined / "report.json").read_text())
+    assert sorted(merged["synthetic"]["seeds"]) == [0, 1, 2]
+    row = merged["synthetic"]["summary"]["mlp"]
+    assert row["runs"] == 3
+    second = json.loads((seed2 / "report.json").read_text())
+    f1s = [r["f1"] for r in report["synthetic"]["runs"]["mlp"]]
+    f1s += [r["f1"] for r in second["synthetic"]["runs"]["mlp"]]
+    assert row["f1"]["mean"] == pytest.approx(np.mean(f1s))
+    assert "synthetic_cross_day" in merged  # from the first run alone
 
 
 def test_compare_models_corpus_binary_multiclass_and_leave_one_source_out(
